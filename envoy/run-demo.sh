@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Start the demo backend (127.0.0.1:8080) and Envoy with lf-webhook-guard (127.0.0.1:10000,
+# admin 127.0.0.1:9901), print ready-to-paste curl commands, and stop both on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
+CLI=${CLI:-target/release/lf-webhook-guard}
+CONFIG=${ENVOY_CONFIG:-envoy/envoy.yaml}
+export LF_WEBHOOK_SECRET=${LF_WEBHOOK_SECRET:-demo-secret-change-me}
+
+python3 envoy/demo_backend.py &
+backend=$!
+"$ENVOY_BIN" -c "$CONFIG" --concurrency 2 --log-level warn --component-log-level wasm:info &
+envoy=$!
+trap 'kill $envoy $backend 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+
+for _ in $(seq 1 100); do
+  curl -fs http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
+  kill -0 $envoy 2>/dev/null || { echo "Envoy exited; see its log above" >&2; exit 1; }
+  sleep 0.1
+done
+
+body=envoy/demo-notification.json
+sig=$("$CLI" sign --secret "$LF_WEBHOOK_SECRET" --body "$body")
+forged=$("$CLI" sign --secret not-the-secret --body "$body")
+cat <<MSG
+
+lf-webhook-guard demo is up: Envoy 127.0.0.1:10000 (admin 127.0.0.1:9901) -> backend 127.0.0.1:8080
+Protected: POST /linksfield/*  (secret from LF_WEBHOOK_SECRET=$LF_WEBHOOK_SECRET; demo only)
+
+# A genuine notification: 200 from the backend, which prints it with x-lf-verified
+curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json' \\
+  -H 'x-lf-md5: $sig' --data-binary @$body
+
+# Forged (signed with another secret): 401 invalid_signature at the edge; the backend prints nothing
+curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json' \\
+  -H 'x-lf-md5: $forged' --data-binary @$body
+
+# Unsigned: 401 missing_signature
+curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json' --data-binary @$body
+
+Press Ctrl-C to stop.
+MSG
+wait $envoy

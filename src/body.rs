@@ -1,0 +1,579 @@
+//! Request body -> [`Params`]: the ordered list of (key, value) text pairs that the legacy
+//! scheme signs. JSON and form decoding, the content-type rule, duplicate keys, nesting, empty
+//! values and UTF-8 rules live here and nowhere else.
+//!
+//! Rules (also in the README, "Canonicalisation rules"):
+//! - JSON: the body must be one object. A string value is its decoded text (escapes such as
+//!   `\u00e9` decoded, signed as UTF-8). A number is its literal text exactly as sent (`18`,
+//!   `1.50`, `1e3`: never re-formatted). `true`/`false` are those words. `null` is an empty value.
+//!   A nested object or array is rejected, or with `nested_values: raw` signed as its JSON text
+//!   exactly as sent. Nesting deeper than [`MAX_NESTED_DEPTH`] levels is malformed.
+//! - Form: `key=value` pairs split on `&`, `+` and `%XX` decoded (serde_urlencoded). Every pair
+//!   must contain `=`; every `%` must start a valid escape; the decoded text must be UTF-8.
+//!   Empty segments (`a=1&&b=2`) are ignored, as every mainstream parser does.
+//! - Both: keys must be non-empty and unique (a repeated key is ambiguous: rejected); the body
+//!   must not be empty and must hold at least one pair.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{EmptyValues, Md5Options, NestedValues};
+use crate::verdict::{Reason, Rejection};
+
+/// The two body encodings Linksfield uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    Json,
+    Form,
+}
+
+const fn unsupported(detail: &'static str) -> Rejection {
+    Rejection::new(Reason::UnsupportedMediaType, detail)
+}
+const fn malformed(detail: &'static str) -> Rejection {
+    Rejection::new(Reason::MalformedBody, detail)
+}
+
+/// Parse a `Content-Type` value: `application/json` or `application/x-www-form-urlencoded`,
+/// optionally with `charset=utf-8` (any case, optionally quoted). Any other type, charset or
+/// parameter is unsupported.
+pub fn media_type(content_type: &[u8]) -> Result<MediaType, Rejection> {
+    let text =
+        std::str::from_utf8(content_type).map_err(|_| unsupported("content-type is not ASCII"))?;
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let media = if essence.eq_ignore_ascii_case("application/json") {
+        MediaType::Json
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        MediaType::Form
+    } else {
+        return Err(unsupported("content-type is neither JSON nor form"));
+    };
+    for param in parts {
+        let param = param.trim();
+        if param.is_empty() {
+            continue;
+        }
+        let (name, value) = param
+            .split_once('=')
+            .ok_or(unsupported("malformed content-type parameter"))?;
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            return Err(unsupported("content-type parameter other than charset"));
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if !value.eq_ignore_ascii_case("utf-8") {
+            return Err(unsupported("charset other than utf-8"));
+        }
+    }
+    Ok(media)
+}
+
+/// Guess the encoding of a body (for the CLI): JSON if it starts with `{` after white space.
+pub fn sniff(body: &[u8]) -> MediaType {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | Some(b'[') => MediaType::Json,
+        _ => MediaType::Form,
+    }
+}
+
+/// One parameter value, as the canonicaliser needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Text (decoded JSON string, number literal, `true`/`false`, decoded form value,
+    /// or raw nested JSON under `nested_values: raw`).
+    Text(Cow<'a, str>),
+    /// `""`, JSON `null`, or a form value with nothing after `=`.
+    Empty,
+}
+
+impl Value<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Value::Text(t) => t,
+            Value::Empty => "",
+        }
+    }
+}
+
+/// The body's parameters, sorted by key (byte-wise), keys unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params<'a> {
+    pairs: Vec<(Cow<'a, str>, Value<'a>)>,
+}
+
+impl<'a> Params<'a> {
+    /// Parse a body of the given media type under the legacy options.
+    pub fn parse(media: MediaType, body: &'a [u8], opts: &Md5Options) -> Result<Self, Rejection> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(malformed("empty body"));
+        }
+        let mut pairs = match media {
+            MediaType::Json => parse_json(body, opts.nested_values)?,
+            MediaType::Form => parse_form(body)?,
+        };
+        if pairs.is_empty() {
+            return Err(malformed("no parameters"));
+        }
+        pairs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if pairs.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+            return Err(malformed("duplicate key"));
+        }
+        if pairs.iter().any(|(k, _)| k.is_empty()) {
+            return Err(malformed("empty key"));
+        }
+        Ok(Params { pairs })
+    }
+
+    /// The pairs that are signed, in canonical (sorted) order, after the empty-value rule.
+    pub fn signed<'s>(
+        &'s self,
+        empty: EmptyValues,
+    ) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
+        self.pairs
+            .iter()
+            .filter_map(move |(k, v)| match (v, empty) {
+                (Value::Empty, EmptyValues::Skip) => None,
+                _ => Some((k.as_ref(), v.as_str())),
+            })
+    }
+
+    /// All pairs, sorted.
+    pub fn pairs(&self) -> &[(Cow<'a, str>, Value<'a>)] {
+        &self.pairs
+    }
+
+    /// The value of one key, if present.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.pairs
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+            .ok()
+            .and_then(|i| self.pairs.get(i))
+            .map(|(_, v)| v)
+    }
+}
+
+// ----------------------------------------------------------------------------------- JSON ----
+
+/// A string that borrows from the input when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The top-level object as (key, raw value) pairs, in body order, duplicates kept.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some((k, v)) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
+                    out.push((k.0, v));
+                }
+                Ok(TopLevel(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn parse_json(
+    body: &[u8],
+    nested: NestedValues,
+) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {
+    let top: TopLevel<'_> = serde_json::from_slice(body)
+        .map_err(|_| malformed("not a single well-formed JSON object"))?;
+    let mut pairs = Vec::with_capacity(top.0.len());
+    for (key, raw) in top.0 {
+        let text = raw.get();
+        let value = match text.as_bytes().first() {
+            Some(b'"') => {
+                let s: CowStr<'_> =
+                    serde_json::from_str(text).map_err(|_| malformed("bad JSON string"))?;
+                if s.0.is_empty() {
+                    Value::Empty
+                } else {
+                    Value::Text(s.0)
+                }
+            }
+            Some(b'n') => Value::Empty,
+            Some(b'{') | Some(b'[') => match nested {
+                NestedValues::Reject => return Err(malformed("nested object or array")),
+                NestedValues::Raw if depth_exceeds(text, MAX_NESTED_DEPTH) => {
+                    return Err(malformed("nesting too deep"))
+                }
+                NestedValues::Raw => Value::Text(Cow::Borrowed(text)),
+            },
+            // Numbers, true and false: the literal text as sent.
+            Some(_) => Value::Text(Cow::Borrowed(text)),
+            None => return Err(malformed("empty JSON value")),
+        };
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// Deepest nesting accepted inside a value under `nested_values: raw` (the top-level object is
+/// depth 0). Deeper bodies are malformed: mainstream parsers behind the proxy have limits too.
+pub const MAX_NESTED_DEPTH: usize = 32;
+
+/// Whether well-formed JSON text nests objects/arrays deeper than `limit` (iterative scan).
+fn depth_exceeds(text: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+// ----------------------------------------------------------------------------------- form ----
+
+fn parse_form(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {
+    if sniff(body) == MediaType::Json {
+        return Err(unsupported("JSON body declared as form"));
+    }
+    validate_form(body)?;
+    let decoded: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+        serde_urlencoded::from_bytes(body).map_err(|_| malformed("bad form encoding"))?;
+    Ok(decoded
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if v.is_empty() {
+                Value::Empty
+            } else {
+                Value::Text(v)
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// Strict form rules that serde_urlencoded (lenient by design) does not enforce, so that the
+/// filter never signs text that another parser would read differently.
+fn validate_form(body: &[u8]) -> Result<(), Rejection> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(malformed("form body is not UTF-8"));
+    }
+    for segment in body.split(|&b| b == b'&') {
+        if segment.is_empty() {
+            continue;
+        }
+        if !segment.contains(&b'=') {
+            return Err(malformed("form pair without `=`"));
+        }
+        let mut i = 0;
+        while let Some(&b) = segment.get(i) {
+            if b == b'%' {
+                let valid = matches!(
+                    (segment.get(i + 1), segment.get(i + 2)),
+                    (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()
+                );
+                if !valid {
+                    return Err(malformed("invalid percent-encoding"));
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        for part in segment.splitn(2, |&b| b == b'=') {
+            if percent_encoding::percent_decode(part)
+                .decode_utf8()
+                .is_err()
+            {
+                return Err(malformed("percent-encoded text is not UTF-8"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(empty: EmptyValues, nested: NestedValues) -> Md5Options {
+        Md5Options {
+            empty_values: empty,
+            nested_values: nested,
+        }
+    }
+
+    fn signed(
+        media: MediaType,
+        body: &str,
+        o: Md5Options,
+    ) -> Result<Vec<(String, String)>, Rejection> {
+        let p = Params::parse(media, body.as_bytes(), &o)?;
+        Ok(p.signed(o.empty_values)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn json(body: &str) -> Result<Vec<(String, String)>, Rejection> {
+        signed(MediaType::Json, body, Md5Options::default())
+    }
+    fn form(body: &str) -> Result<Vec<(String, String)>, Rejection> {
+        signed(MediaType::Form, body, Md5Options::default())
+    }
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+    fn reason<T: fmt::Debug>(r: Result<T, Rejection>) -> Reason {
+        r.unwrap_err().reason
+    }
+
+    #[test]
+    fn media_types() {
+        use MediaType::*;
+        assert_eq!(media_type(b"application/json").unwrap(), Json);
+        assert_eq!(
+            media_type(b"Application/JSON; charset=UTF-8").unwrap(),
+            Json
+        );
+        assert_eq!(
+            media_type(b"application/json;charset=\"utf-8\"").unwrap(),
+            Json
+        );
+        assert_eq!(
+            media_type(b"application/x-www-form-urlencoded").unwrap(),
+            Form
+        );
+        assert_eq!(
+            media_type(b"application/x-www-form-urlencoded; charset=utf-8").unwrap(),
+            Form
+        );
+        for bad in [
+            &b"text/plain"[..],
+            b"",
+            b"application/json; charset=latin1",
+            b"application/json; boundary=x",
+            b"application/json; charset",
+            b"application/jsonx",
+            b"multipart/form-data",
+            b"application/json\xff",
+        ] {
+            assert_eq!(
+                media_type(bad).unwrap_err().reason,
+                Reason::UnsupportedMediaType,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_values_rules() {
+        let got = json(
+            r#"{"s":"device status: 1234","n":18,"f":1.50,"e":1e3,"neg":-0,"t":true,"b":false,
+                "z":null,"empty":"","u":"caf\u00e9 \ud83d\ude00","raw":"日本"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            kv(&[
+                ("b", "false"),
+                ("e", "1e3"),
+                ("empty", ""),
+                ("f", "1.50"),
+                ("n", "18"),
+                ("neg", "-0"),
+                ("raw", "日本"),
+                ("s", "device status: 1234"),
+                ("t", "true"),
+                ("u", "café 😀"),
+                ("z", ""),
+            ])
+        );
+    }
+
+    #[test]
+    fn big_integers_keep_their_digits() {
+        let got = json(r#"{"id":123456789012345678901234567890}"#).unwrap();
+        assert_eq!(got, kv(&[("id", "123456789012345678901234567890")]));
+    }
+
+    #[test]
+    fn keys_sort_bytewise() {
+        // Upper case before lower case, shorter prefix first, UTF-8 byte order.
+        let got = json(r#"{"b":"1","a_b":"2","aB":"3","a":"4","é":"5","Z":"6"}"#).unwrap();
+        let keys: Vec<_> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["Z", "a", "aB", "a_b", "b", "é"]);
+    }
+
+    #[test]
+    fn empty_values_skip_option() {
+        let o = opts(EmptyValues::Skip, NestedValues::Reject);
+        let got = signed(MediaType::Json, r#"{"a":"","b":null,"c":"x","d":0}"#, o).unwrap();
+        assert_eq!(got, kv(&[("c", "x"), ("d", "0")]));
+        let got = signed(MediaType::Form, "a=&c=x", o).unwrap();
+        assert_eq!(got, kv(&[("c", "x")]));
+    }
+
+    #[test]
+    fn nested_values() {
+        assert_eq!(reason(json(r#"{"a":{"b":1}}"#)), Reason::MalformedBody);
+        assert_eq!(reason(json(r#"{"a":[1,2]}"#)), Reason::MalformedBody);
+        let o = opts(EmptyValues::Keep, NestedValues::Raw);
+        let got = signed(MediaType::Json, r#"{"a": {"y":1, "x":[2, 3]} ,"b":"c"}"#, o).unwrap();
+        assert_eq!(got, kv(&[("a", r#"{"y":1, "x":[2, 3]}"#), ("b", "c")]));
+    }
+
+    #[test]
+    fn malformed_json() {
+        for bad in [
+            r#"[{"a":"b"}]"#,
+            r#""a""#,
+            "1",
+            "null",
+            r#"{"a":"b""#,
+            r#"{"a":"b"} x"#,
+            r#"{"a":"b"}{"c":"d"}"#,
+            r#"{"a":}"#,
+            r#"{'a':'b'}"#,
+            "{}",
+            "",
+            "   ",
+            r#"{"a":"b","a":"c"}"#,
+            r#"{"a":"b","a":"b"}"#,
+            r#"{"":"x"}"#,
+            r#"{"a":"\ud800"}"#,
+        ] {
+            assert_eq!(reason(json(bad)), Reason::MalformedBody, "{bad}");
+        }
+        // Invalid UTF-8 inside a string.
+        let p = Params::parse(MediaType::Json, b"{\"a\":\"\xff\"}", &Md5Options::default());
+        assert_eq!(reason(p), Reason::MalformedBody);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let o = opts(EmptyValues::Keep, NestedValues::Raw);
+        assert!(
+            matches!(signed(MediaType::Json, &deep, o), Err(r) if r.reason == Reason::MalformedBody)
+        );
+        assert!(matches!(json(&deep), Err(r) if r.reason == Reason::MalformedBody));
+        // At the limit: accepted; strings with brackets do not count.
+        let ok = format!(
+            "{{\"a\":{}\"[[[{{\"{}}}",
+            "[".repeat(MAX_NESTED_DEPTH),
+            "]".repeat(MAX_NESTED_DEPTH)
+        );
+        assert!(signed(MediaType::Json, &ok, o).is_ok(), "{ok}");
+        let over = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_NESTED_DEPTH + 1),
+            "]".repeat(MAX_NESTED_DEPTH + 1)
+        );
+        assert!(signed(MediaType::Json, &over, o).is_err());
+    }
+
+    #[test]
+    fn form_values_rules() {
+        let got = form(
+            "text_message=device+status%3A+1234&sim_id=8986&e=&uni=%E6%97%A5%E6%9C%AC&raw=日本",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            kv(&[
+                ("e", ""),
+                ("raw", "日本"),
+                ("sim_id", "8986"),
+                ("text_message", "device status: 1234"),
+                ("uni", "日本"),
+            ])
+        );
+        // Empty segments are ignored, as every mainstream parser does.
+        assert_eq!(form("&a=1&&b=2&").unwrap(), kv(&[("a", "1"), ("b", "2")]));
+        // `=` inside a value is kept.
+        assert_eq!(form("a=x%3Dy=z").unwrap(), kv(&[("a", "x=y=z")]));
+    }
+
+    #[test]
+    fn malformed_form() {
+        for bad in [
+            "a=1&a=2", "a=1&a=1", "a", "a=1&b", "a=%zz", "a=%4", "a=%", "a=%ff", "a=%C3%28", "=x",
+            "", "&&",
+        ] {
+            assert_eq!(reason(form(bad)), Reason::MalformedBody, "{bad}");
+        }
+        let p = Params::parse(MediaType::Form, b"a=\xff", &Md5Options::default());
+        assert_eq!(reason(p), Reason::MalformedBody);
+    }
+
+    #[test]
+    fn content_type_confusion() {
+        assert_eq!(reason(form(r#"{"a":"b"}"#)), Reason::UnsupportedMediaType);
+        assert_eq!(reason(form(r#" [1]"#)), Reason::UnsupportedMediaType);
+        assert_eq!(reason(json("a=1&b=2")), Reason::MalformedBody);
+    }
+
+    #[test]
+    fn get_finds_values() {
+        let p = Params::parse(
+            MediaType::Json,
+            br#"{"b":"2","a":"1"}"#,
+            &Md5Options::default(),
+        )
+        .unwrap();
+        assert_eq!(p.get("a").map(Value::as_str), Some("1"));
+        assert_eq!(p.get("c"), None);
+        assert_eq!(p.pairs().len(), 2);
+    }
+}

@@ -1,0 +1,602 @@
+//! Plugin configuration: the JSON given to the filter (Envoy `configuration`, Istio
+//! `pluginConfig`), parsed and validated ONCE at configure time into a compiled [`Config`].
+//!
+//! Every error names the field path (`routes[0].path_prefix`, `keys[1].secret_env`) and never a
+//! secret value. See the README's "Configuration reference" for the schema.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::verdict::Scheme;
+
+/// Default and upper bound of `max_body_bytes`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// A configuration error: the field path and what is wrong with it (never a secret value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid configuration: {}", self.message)
+        } else {
+            write!(f, "invalid configuration: {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (serde) types: exactly the JSON schema, unknown fields rejected.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    routes: Vec<RawRoute>,
+    max_body_bytes: Option<u64>,
+    #[serde(default)]
+    md5: RawMd5Options,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    path_exact: Option<String>,
+    path_prefix: Option<String>,
+    methods: Option<Vec<String>>,
+    scheme: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMd5Options {
+    empty_values: Option<EmptyValues>,
+    nested_values: Option<NestedValues>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled configuration.
+// ---------------------------------------------------------------------------------------------
+
+/// What the legacy canonical string does with empty values (`""` and `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyValues {
+    /// `key=` is part of the signed string (default).
+    #[default]
+    Keep,
+    /// Pairs with an empty value are left out of the signed string (still forwarded).
+    Skip,
+}
+
+/// What the legacy canonical string does with nested JSON objects and arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NestedValues {
+    /// A nested object or array makes the body malformed (default).
+    #[default]
+    Reject,
+    /// The value's JSON text exactly as it appears in the body is signed.
+    Raw,
+}
+
+/// Canonicalisation options of the legacy scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Md5Options {
+    pub empty_values: EmptyValues,
+    pub nested_values: NestedValues,
+}
+
+/// A secret. Its `Debug` never prints the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(bytes.into())
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+/// A verification key: its public id and its (redacted) secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub id: String,
+    pub secret: Secret,
+}
+
+/// How a route matches the request path (the `:path` without its query string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p.as_bytes(),
+            PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
+        }
+    }
+}
+
+/// A protected route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub path: PathMatch,
+    pub methods: Vec<String>,
+    /// The `Allow` header value for 405 replies, computed once.
+    pub allow: String,
+    pub scheme: Scheme,
+}
+
+impl Route {
+    pub fn allows_method(&self, method: &[u8]) -> bool {
+        self.methods.iter().any(|m| m.as_bytes() == method)
+    }
+}
+
+/// The validated, compiled configuration. Built once by [`Config::from_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    pub keys: Vec<Key>,
+    pub max_body_bytes: usize,
+    pub md5: Md5Options,
+}
+
+impl Config {
+    /// Parse and validate the plugin configuration. `env` resolves `secret_env` names (the filter
+    /// passes the Wasm VM's environment; tests pass a map).
+    pub fn from_json(
+        json: &[u8],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        compile(raw, &env)
+    }
+
+    /// The protected route for a request path (query string ignored), first match wins.
+    pub fn route_for(&self, path: &[u8]) -> Option<&Route> {
+        let path = strip_query(path);
+        self.routes.iter().find(|r| r.path.matches(path))
+    }
+}
+
+/// The path without `?query` or `#fragment`.
+pub fn strip_query(path: &[u8]) -> &[u8] {
+    match path.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(i) => path.get(..i).unwrap_or(path),
+        None => path,
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut keys: Vec<Key> = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let at = |f: &str| format!("keys[{i}].{f}");
+        if !is_token(&k.id) || k.id.len() > 64 {
+            return Err(ConfigError::new(
+                at("id"),
+                "must be 1-64 characters from [A-Za-z0-9._-]",
+            ));
+        }
+        if keys.iter().any(|other| other.id == k.id) {
+            return Err(ConfigError::new(
+                at("id"),
+                format!("duplicate key id `{}`", k.id),
+            ));
+        }
+        let secret = match (k.secret, k.secret_env) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("keys[{i}]"),
+                    "give exactly one of `secret` and `secret_env`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    format!("keys[{i}]"),
+                    "give exactly one of `secret` and `secret_env`",
+                ))
+            }
+            (Some(s), None) => {
+                if s.is_empty() {
+                    return Err(ConfigError::new(at("secret"), "must not be empty"));
+                }
+                s
+            }
+            (None, Some(var)) => {
+                if var.is_empty() {
+                    return Err(ConfigError::new(
+                        at("secret_env"),
+                        "must name an environment variable",
+                    ));
+                }
+                match env(&var) {
+                    Some(v) if !v.is_empty() => v,
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            at("secret_env"),
+                            format!("environment variable `{var}` is empty"),
+                        ))
+                    }
+                    None => {
+                        return Err(ConfigError::new(
+                            at("secret_env"),
+                            format!(
+                                "environment variable `{var}` is not set (Envoy: list it in \
+                                 vm_config.environment_variables; Istio: vmConfig.env)"
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        keys.push(Key {
+            id: k.id,
+            secret: Secret::new(secret.into_bytes()),
+        });
+    }
+
+    if raw.routes.is_empty() {
+        return Err(ConfigError::new(
+            "routes",
+            "at least one protected route is required",
+        ));
+    }
+    let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        let path = match (r.path_exact, r.path_prefix) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(ConfigError::new(
+                    format!("routes[{i}]"),
+                    "give exactly one of `path_exact` and `path_prefix`",
+                ))
+            }
+            (Some(p), None) => {
+                check_path(&p).map_err(|m| ConfigError::new(at("path_exact"), m))?;
+                PathMatch::Exact(p)
+            }
+            (None, Some(p)) => {
+                check_path(&p).map_err(|m| ConfigError::new(at("path_prefix"), m))?;
+                PathMatch::Prefix(p)
+            }
+        };
+        let name = match r.name {
+            Some(n) if is_token(&n) && n.len() <= 64 => n,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    at("name"),
+                    "must be 1-64 characters from [A-Za-z0-9._-]",
+                ))
+            }
+            None => format!("route{i}"),
+        };
+        if routes.iter().any(|other| other.name == name) {
+            return Err(ConfigError::new(
+                at("name"),
+                format!("duplicate route name `{name}`"),
+            ));
+        }
+        let methods = r.methods.unwrap_or_else(|| vec!["POST".to_string()]);
+        if methods.is_empty() {
+            return Err(ConfigError::new(
+                at("methods"),
+                "must list at least one method",
+            ));
+        }
+        for (j, m) in methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::new(
+                    format!("routes[{i}].methods[{j}]"),
+                    "must be an upper-case HTTP method such as POST",
+                ));
+            }
+        }
+        let scheme = match r.scheme.as_deref() {
+            None | Some("md5") => Scheme::Md5,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    at("scheme"),
+                    format!("unknown scheme `{other}` (expected `md5`)"),
+                ))
+            }
+        };
+        if keys.is_empty() {
+            return Err(ConfigError::new(
+                "keys",
+                format!("route `{name}` verifies signatures but no key is configured"),
+            ));
+        }
+        let allow = methods.join(", ");
+        routes.push(Route {
+            name,
+            path,
+            methods,
+            allow,
+            scheme,
+        });
+    }
+
+    let max_body_bytes = match raw.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(n) if n == 0 || n > MAX_MAX_BODY_BYTES as u64 => {
+            return Err(ConfigError::new(
+                "max_body_bytes",
+                format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+            ))
+        }
+        Some(n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+    };
+
+    Ok(Config {
+        routes,
+        keys,
+        max_body_bytes,
+        md5: Md5Options {
+            empty_values: raw.md5.empty_values.unwrap_or_default(),
+            nested_values: raw.md5.nested_values.unwrap_or_default(),
+        },
+    })
+}
+
+fn check_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("must start with `/`");
+    }
+    if p.contains(['?', '#']) || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be a plain path (no query, fragment, spaces or control characters)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "LF_SECRET" => Some("s3cr3t=value&x".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::from_json(json.as_bytes(), env)
+    }
+
+    const MINIMAL: &str =
+        r#"{"keys":[{"id":"k1","secret":"abc"}],"routes":[{"path_prefix":"/lf/"}]}"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.routes[0].methods, vec!["POST"]);
+        assert_eq!(c.routes[0].allow, "POST");
+        assert_eq!(c.routes[0].name, "route0");
+        assert_eq!(c.routes[0].scheme, Scheme::Md5);
+        assert_eq!(c.md5, Md5Options::default());
+        assert_eq!(c.md5.empty_values, EmptyValues::Keep);
+        assert_eq!(c.md5.nested_values, NestedValues::Reject);
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(
+            r#"{"keys":[{"id":"a","secret_env":"LF_SECRET"},{"id":"b","secret":"x"}],
+                "routes":[{"name":"sms","path_exact":"/sms","methods":["POST","PUT"],"scheme":"md5"}],
+                "max_body_bytes":1024,"md5":{"empty_values":"skip","nested_values":"raw"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.keys[0].secret.expose(), b"s3cr3t=value&x");
+        assert_eq!(c.routes[0].allow, "POST, PUT");
+        assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(c.md5.empty_values, EmptyValues::Skip);
+        assert_eq!(c.md5.nested_values, NestedValues::Raw);
+    }
+
+    #[test]
+    fn route_matching_ignores_query_and_takes_first() {
+        let c = parse(
+            r#"{"keys":[{"id":"k","secret":"s"}],"routes":[
+                {"name":"exact","path_exact":"/lf/sms"},{"name":"prefix","path_prefix":"/lf/"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.route_for(b"/lf/sms?x=1").unwrap().name, "exact");
+        assert_eq!(c.route_for(b"/lf/sms/2").unwrap().name, "prefix");
+        assert_eq!(c.route_for(b"/lf/").unwrap().name, "prefix");
+        assert!(c.route_for(b"/lf").is_none());
+        assert!(c.route_for(b"/other").is_none());
+        assert!(c.route_for(b"").is_none());
+    }
+
+    /// Every config error names its field.
+    #[test]
+    fn errors_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            ("not json", ""),
+            (r#"{"routes":[]}"#, "routes"),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"extra":1}"#,
+                "extra",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","pathprefix":"/b"}]}"#,
+                "routes[0].pathprefix",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","path_exact":"/b"}]}"#,
+                "routes[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"name":"r"}]}"#,
+                "routes[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"a"}]}"#,
+                "routes[0].path_prefix",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_exact":"/a?b"}]}"#,
+                "routes[0].path_exact",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","methods":[]}]}"#,
+                "routes[0].methods",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","methods":["post"]}]}"#,
+                "routes[0].methods[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","methods":[1]}]}"#,
+                "routes[0].methods[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","scheme":"sha"}]}"#,
+                "routes[0].scheme",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","name":"bad name"}]}"#,
+                "routes[0].name",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","name":"x"},{"path_prefix":"/b","name":"x"}]}"#,
+                "routes[1].name",
+            ),
+            (r#"{"routes":[{"path_prefix":"/a"}]}"#, "keys"),
+            (
+                r#"{"keys":[{"id":"","secret":"s"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0].id",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"},{"id":"k","secret":"t"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[1].id",
+            ),
+            (
+                r#"{"keys":[{"id":"k"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s","secret_env":"LF_SECRET"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":""}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0].secret",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret_env":"NOPE"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0].secret_env",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret_env":"EMPTY"}],"routes":[{"path_prefix":"/a"}]}"#,
+                "keys[0].secret_env",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"max_body_bytes":0}"#,
+                "max_body_bytes",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"max_body_bytes":-1}"#,
+                "max_body_bytes",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"max_body_bytes":99999999999}"#,
+                "max_body_bytes",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"md5":{"empty_values":"drop"}}"#,
+                "md5.empty_values",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"md5":{"nested_values":"json"}}"#,
+                "md5.nested_values",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = parse(json).expect_err(json);
+            assert_eq!(&err.field, field, "{json}: {err}");
+            assert!(
+                err.to_string().starts_with("invalid configuration"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable_not_the_value() {
+        let err =
+            parse(r#"{"keys":[{"id":"k","secret_env":"NOPE"}],"routes":[{"path_prefix":"/a"}]}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("`NOPE` is not set"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::from_json(
+            br#"{"keys":[{"id":"k1","secret":"topsecret-inline"},{"id":"k2","secret_env":"LF_SECRET"}],
+                 "routes":[{"path_prefix":"/a"}]}"#,
+            env,
+        )
+        .unwrap();
+        let dbg = format!("{c:?} {:#?}", c);
+        assert!(!dbg.contains("topsecret-inline"), "{dbg}");
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+        assert!(dbg.contains("redacted"));
+        assert!(dbg.contains("k1"));
+    }
+}

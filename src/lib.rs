@@ -1,0 +1,45 @@
+//! # lf-webhook-guard
+//!
+//! Verifies Linksfield webhook signatures at the edge. This crate is two things:
+//!
+//! - the **verification core** (this library, plain Rust, no proxy-wasm): plugin configuration,
+//!   body parsing, the canonical signed text, signature schemes and the verdict table;
+//! - the **Envoy filter** ([`filter`], compiled only for `wasm32`): a thin proxy-wasm layer that
+//!   holds a request until its body is verified and then forwards it or answers locally.
+//!
+//! The CLI (`src/bin/lf-webhook-guard.rs`) uses the same core.
+//!
+//! ```
+//! use lf_webhook_guard::{Config, RequestHead, MediaType, sign_md5};
+//!
+//! let config = Config::from_json(
+//!     br#"{"keys":[{"id":"k1","secret":"s3cret"}],"routes":[{"path_prefix":"/linksfield/"}]}"#,
+//!     |_| None,
+//! ).unwrap();
+//! let body = br#"{"sim_id":"8986","text_message":"hi"}"#;
+//! let sig = sign_md5(MediaType::Json, body, &config.md5, b"s3cret").unwrap();
+//! let head = RequestHead::from_pairs([
+//!     (":method", &b"POST"[..]),
+//!     ("content-type", b"application/json"),
+//!     ("x-lf-md5", sig.as_bytes()),
+//! ]);
+//! let route = config.routes.iter().position(|r| r.name == "route0").unwrap();
+//! let pending = config.check_head(route, &head).unwrap();
+//! let accepted = config.verify_body(&pending, body).unwrap();
+//! assert_eq!(accepted.header_value(), "md5; key=k1");
+//! ```
+
+pub mod body;
+pub mod canonical;
+pub mod config;
+pub mod scheme;
+pub mod verdict;
+pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+pub mod filter;
+
+pub use body::{MediaType, Params};
+pub use config::{Config, ConfigError};
+pub use verdict::{Accepted, Reason, Rejection, Scheme};
+pub use verify::{sign_md5, HeaderValue, Pending, RequestHead, MD5_HEADER, VERIFIED_HEADER};

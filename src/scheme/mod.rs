@@ -1,0 +1,3 @@
+//! Signature schemes: compute over canonical bytes and compare in constant time.
+
+pub mod md5;

@@ -1,0 +1,167 @@
+//! The outcome of verifying one request, and the ONE table that maps every rejection reason to
+//! its HTTP status, its public category and its log/metric name.
+
+/// Why a request was rejected. The public category (response body, logs, metrics) is
+/// [`Reason::category`]; the HTTP status is [`Reason::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No signature header on a protected route.
+    MissingSignature,
+    /// The signature header is malformed (bad base64, wrong length, repeated header) or does not
+    /// match the request.
+    InvalidSignature,
+    /// The body cannot be parsed unambiguously (bad JSON or form encoding, duplicate keys,
+    /// nested values where not allowed, empty body, invalid UTF-8).
+    MalformedBody,
+    /// The `Content-Type` is not JSON or form, has an unsupported charset, or contradicts the body.
+    UnsupportedMediaType,
+    /// The method is not one the route allows (the response carries `Allow`).
+    MethodNotAllowed,
+    /// `Content-Length` or the buffered body exceeds `max_body_bytes`.
+    BodyTooLarge,
+    /// The filter could not complete a host call or has no valid configuration: it fails closed.
+    InternalError,
+}
+
+impl Reason {
+    /// Every reason, in table order (docs, metrics and tests iterate over it).
+    pub const ALL: [Reason; 7] = [
+        Reason::MissingSignature,
+        Reason::InvalidSignature,
+        Reason::MalformedBody,
+        Reason::UnsupportedMediaType,
+        Reason::MethodNotAllowed,
+        Reason::BodyTooLarge,
+        Reason::InternalError,
+    ];
+
+    /// HTTP status of the local reply.
+    pub const fn status(self) -> u32 {
+        match self {
+            Reason::MissingSignature | Reason::InvalidSignature => 401,
+            Reason::MalformedBody => 400,
+            Reason::UnsupportedMediaType => 415,
+            Reason::MethodNotAllowed => 405,
+            Reason::BodyTooLarge => 413,
+            Reason::InternalError => 500,
+        }
+    }
+
+    /// Stable public category: the `error` field of the reply body, the `reason=` of the log line
+    /// and the metric suffix.
+    pub const fn category(self) -> &'static str {
+        match self {
+            Reason::MissingSignature => "missing_signature",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::MalformedBody => "malformed_body",
+            Reason::UnsupportedMediaType => "unsupported_media_type",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::InternalError => "internal_error",
+        }
+    }
+}
+
+/// A rejection: the public [`Reason`] plus a fixed, secret-free detail for the log line.
+///
+/// `detail` is `&'static str` on purpose: it can never carry request data, a secret or an
+/// expected signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: &'static str,
+}
+
+impl Rejection {
+    pub const fn new(reason: Reason, detail: &'static str) -> Self {
+        Rejection { reason, detail }
+    }
+}
+
+/// Signature schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Legacy CSSS scheme, header `x-lf-md5`.
+    Md5,
+}
+
+impl Scheme {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheme::Md5 => "md5",
+        }
+    }
+}
+
+/// A verified request: which scheme, and the id of the key whose signature matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted<'c> {
+    pub scheme: Scheme,
+    pub key_id: &'c str,
+}
+
+impl Accepted<'_> {
+    /// Value of the `x-lf-verified` header sent upstream, e.g. `md5; key=primary`.
+    pub fn header_value(&self) -> String {
+        format!("{}; key={}", self.scheme.name(), self.key_id)
+    }
+}
+
+/// Keep a request id printable and bounded before it goes into a log line or a JSON reply:
+/// at most 128 characters from `[A-Za-z0-9._:-]`, anything else replaced by `_`.
+pub fn sanitize_request_id(raw: &[u8]) -> String {
+    raw.iter()
+        .take(128)
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The small JSON body of a local reply: `{"error":"<category>","request_id":"<id>"}`.
+/// `request_id` must already be sanitized (it is then JSON-safe).
+pub fn reply_body(reason: Reason, request_id: &str) -> String {
+    format!(
+        "{{\"error\":\"{}\",\"request_id\":\"{}\"}}",
+        reason.category(),
+        request_id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_complete_and_distinct() {
+        let mut cats: Vec<_> = Reason::ALL.iter().map(|r| r.category()).collect();
+        cats.sort();
+        cats.dedup();
+        assert_eq!(cats.len(), Reason::ALL.len());
+        for r in Reason::ALL {
+            assert!((400..=500).contains(&r.status()), "{r:?}");
+        }
+        assert_eq!(Reason::MethodNotAllowed.status(), 405);
+        assert_eq!(Reason::BodyTooLarge.status(), 413);
+    }
+
+    #[test]
+    fn request_id_is_sanitized() {
+        assert_eq!(sanitize_request_id(b"ab-12_x.y:z"), "ab-12_x.y:z");
+        assert_eq!(sanitize_request_id(b"a\"b\n{c}"), "a_b__c_");
+        assert_eq!(sanitize_request_id(&[b'a'; 500]).len(), 128);
+    }
+
+    #[test]
+    fn reply_body_is_json_with_category_only() {
+        let body = reply_body(Reason::InvalidSignature, "rid-1");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "invalid_signature");
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v.as_object().unwrap().len(), 2);
+    }
+}
