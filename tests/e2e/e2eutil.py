@@ -1,0 +1,98 @@
+"""Request builders and assertions shared by the filter tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import harness
+import lfsign
+
+SECRET = harness.DEFAULT_SECRET
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+# Seconds (after the reply) to let a leaked byte reach the backend before asserting zero.
+GRACE = float(os.environ.get("LF_E2E_GRACE", "0.25"))
+
+# A notification shaped like the provider's captured SMS-uplink callback.
+SAMPLE_JSON = (
+    b'{"partner_code":"P123456","sim_id":"89860220190123456789","imsi":"4230001234567",'
+    b'"message_type":"Text","text_message":"device status: 1234","received_at":"1642385160000"}'
+)
+SAMPLE_FORM = (
+    b"partner_code=P123456&sim_id=89860220190123456789&imsi=4230001234567"
+    b"&message_type=Text&text_message=device+status%3A+1234&received_at=1642385160000"
+)
+
+CATEGORIES = {
+    "missing_signature": 401,
+    "invalid_signature": 401,
+    "method_not_allowed": 405,
+    "unsupported_media_type": 415,
+    "malformed_body": 400,
+    "body_too_large": 413,
+}
+
+
+def sig_json(body: bytes, secret: str = SECRET, **kw) -> str:
+    return lfsign.sign_body(body, secret, "json", **kw)
+
+
+def sig_form(body: bytes, secret: str = SECRET, **kw) -> str:
+    return lfsign.sign_body(body, secret, "form", **kw)
+
+
+def json_body_of_size(n: int) -> bytes:
+    """A valid flat JSON object of exactly n bytes."""
+    assert n >= 8
+    body = b'{"a":"' + b"x" * (n - 8) + b'"}'
+    assert len(body) == n
+    return body
+
+
+def wait_no_upstream_bytes(
+    backend: harness.RecordingBackend, grace: float = GRACE, since: float | None = None
+) -> None:
+    """Assert the backend got zero bytes, `grace` seconds after `since` (monotonic; default now)."""
+    since = time.monotonic() if since is None else since
+    time.sleep(max(0.0, since + grace - time.monotonic()))
+    got = backend.total_bytes()
+    assert got == 0, f"backend received {got} bytes: {backend.raw()[:300]!r}"
+
+
+def assert_rejection(
+    resp: harness.Response,
+    category: str,
+    *,
+    forbidden: tuple[str, ...] = (),
+) -> str:
+    """Status, JSON error body, no secret material in the reply; returns the request id."""
+    expected_status = CATEGORIES[category]
+    assert resp.status == expected_status, (resp.status, resp.body)
+    assert (resp.header("content-type") or "").startswith("application/json"), resp.headers
+    doc = resp.json()
+    assert doc.get("error") == category, doc
+    request_id = doc.get("request_id")
+    assert isinstance(request_id, str) and request_id, doc
+    text = resp.raw.decode("latin-1")
+    for secret_thing in (SECRET, *forbidden):
+        assert secret_thing not in text, f"reply leaks {secret_thing!r}"
+    return request_id
+
+
+WARN_RE = re.compile(r"\[(warning|warn)\]")
+
+
+def assert_logged_warn(envoy: harness.Envoy, category: str, request_id: str) -> None:
+    def found(text: str) -> bool:
+        return any(
+            WARN_RE.search(line) and category in line and request_id in line
+            for line in text.splitlines()
+        )
+
+    text = envoy.wait_for_log(found, timeout=3.0)
+    assert found(text), (
+        f"no warn log line with {category!r} and request id {request_id!r}; tail:\n"
+        + "\n".join(text.splitlines()[-10:])
+    )

@@ -1,0 +1,143 @@
+"""Independent Linksfield legacy (`x-lf-md5`) signer, built on Python's hashlib only.
+
+Rule: body parameters sorted by key (byte-wise on UTF-8), joined as `key=value` with `&`,
+then `&` + secret appended; MD5; lowercase hex digest (32 ASCII chars); standard base64 of
+those 32 ASCII characters (44 chars with padding). Values are plain text, not URL-encoded.
+
+JSON bodies (top-level object): string -> decoded text; number -> its literal text exactly as
+written; true/false -> `true`/`false`; null -> empty string. Nested objects/arrays raise
+ValueError unless nested="raw" (then the value is the exact JSON text as written in the body).
+Form bodies: decoded values (parse_qsl, `+` is a space). Duplicate keys raise ValueError.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Iterable
+from urllib.parse import parse_qsl
+
+Params = list[tuple[str, str]]
+
+
+class _Literal(str):
+    """A JSON number kept as the literal text from the body."""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"not JSON: {name}")
+
+
+def _scalar(value) -> str:
+    if isinstance(value, str):  # includes _Literal numbers
+        return str(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    raise ValueError(f"nested value: {value!r}")
+
+
+def _no_duplicates(pairs: Iterable[tuple[str, str]]) -> Params:
+    pairs = list(pairs)
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate key in {keys}")
+    return pairs
+
+
+def params_from_json(body: bytes, nested: str = "reject") -> Params:
+    text = body.decode("utf-8")
+    if nested == "raw":
+        return _raw_top_level(text)
+    obj = json.loads(
+        text,
+        parse_int=_Literal,
+        parse_float=_Literal,
+        parse_constant=_reject_constant,
+        object_pairs_hook=lambda pairs: pairs,  # keep order and duplicates
+    )
+    if not isinstance(obj, list) or text.lstrip()[:1] != "{":
+        raise ValueError("top-level JSON value is not an object")
+    return _no_duplicates((k, _scalar(v)) for k, v in obj)
+
+
+def _raw_top_level(text: str) -> Params:
+    """Top-level object; nested values kept as the exact text written in the body."""
+    dec = json.JSONDecoder(
+        parse_int=_Literal, parse_float=_Literal, parse_constant=_reject_constant
+    )
+    ws = " \t\r\n"
+    i = 0
+
+    def skip(i):
+        while i < len(text) and text[i] in ws:
+            i += 1
+        return i
+
+    i = skip(i)
+    if text[i : i + 1] != "{":
+        raise ValueError("top-level JSON value is not an object")
+    i = skip(i + 1)
+    pairs: Params = []
+    if text[i : i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i : i + 1] != '"':
+                raise ValueError("expected key")
+            key, i = json.decoder.scanstring(text, i + 1)
+            i = skip(i)
+            if text[i : i + 1] != ":":
+                raise ValueError("expected ':'")
+            i = skip(i + 1)
+            value, end = dec.raw_decode(text, i)
+            if isinstance(value, (dict, list)):
+                pairs.append((key, text[i:end]))
+            else:
+                pairs.append((key, _scalar(value)))
+            i = skip(end)
+            if text[i : i + 1] == ",":
+                i = skip(i + 1)
+                continue
+            if text[i : i + 1] == "}":
+                i += 1
+                break
+            raise ValueError("expected ',' or '}'")
+    if skip(i) != len(text):
+        raise ValueError("trailing data")
+    return _no_duplicates(pairs)
+
+
+def params_from_form(body: bytes) -> Params:
+    pairs = parse_qsl(
+        body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+        encoding="utf-8", errors="strict",
+    )
+    return _no_duplicates(pairs)
+
+
+def canonical_string(params: Params | dict, secret: str, empty_values: str = "keep") -> str:
+    items = list(params.items()) if isinstance(params, dict) else list(params)
+    if empty_values == "skip":
+        items = [(k, v) for k, v in items if v != ""]
+    items.sort(key=lambda kv: kv[0].encode("utf-8"))
+    return "&".join(f"{k}={v}" for k, v in items) + "&" + secret
+
+
+def hex_digest(params: Params | dict, secret: str, empty_values: str = "keep") -> str:
+    return hashlib.md5(canonical_string(params, secret, empty_values).encode("utf-8")).hexdigest()
+
+
+def sign_md5(params: Params | dict, secret: str, empty_values: str = "keep") -> str:
+    """The `x-lf-md5` header value: base64 of the 32 lowercase hex characters."""
+    return base64.b64encode(hex_digest(params, secret, empty_values).encode("ascii")).decode("ascii")
+
+
+def sign_body(body: bytes, secret: str, kind: str = "json", **kw) -> str:
+    nested = kw.pop("nested", "reject")
+    params = params_from_json(body, nested) if kind == "json" else params_from_form(body)
+    return sign_md5(params, secret, **kw)
