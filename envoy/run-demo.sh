@@ -7,6 +7,9 @@ ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
 CLI=${CLI:-target/release/lf-webhook-guard}
 CONFIG=${ENVOY_CONFIG:-envoy/envoy.yaml}
 export LF_WEBHOOK_SECRET=${LF_WEBHOOK_SECRET:-demo-secret-change-me}
+# Cube demo key: the provider's worked example (reference section 2). Demo only.
+export LF_CUBE_KEY_ID=${LF_CUBE_KEY_ID:-Ou8a5lyzPjN86ikmLeFC}
+export LF_CUBE_KEY=${LF_CUBE_KEY:-3QY0I6jA6jOfeIQbOde3CG2DeOllV1zufpFR393my78h3tCn7P1IfyUIhV3cS8ks}
 
 python3 envoy/demo_backend.py &
 backend=$!
@@ -23,10 +26,15 @@ done
 body=envoy/demo-notification.json
 sig=$("$CLI" sign --secret "$LF_WEBHOOK_SECRET" --body "$body")
 forged=$("$CLI" sign --secret not-the-secret --body "$body")
+cube_body='{"name": "liguoli","age": 18}'
+cube_ts=12345648444
+cube_sig=$(printf '%s' "$cube_body" | "$CLI" sign --scheme cube --key-id "$LF_CUBE_KEY_ID" --secret-env LF_CUBE_KEY \
+  --timestamp "$cube_ts" --body -)
 cat <<MSG
 
 lf-webhook-guard demo is up: Envoy 127.0.0.1:10000 (admin 127.0.0.1:9901) -> backend 127.0.0.1:8080
-Protected: POST /linksfield/*  (secret from LF_WEBHOOK_SECRET=$LF_WEBHOOK_SECRET; demo only)
+Protected: POST /linksfield/*  x-lf-md5, secret from LF_WEBHOOK_SECRET=$LF_WEBHOOK_SECRET
+           POST /cube/*        x-lf-signature, key LF_CUBE_KEY_ID=$LF_CUBE_KEY_ID / LF_CUBE_KEY (demo values)
 
 # A genuine notification: 200 from the backend, which prints it with x-lf-verified
 curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json' \\
@@ -38,6 +46,11 @@ curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json
 
 # Unsigned: 401 missing_signature
 curl -i http://127.0.0.1:10000/linksfield/sms -H 'content-type: application/json' --data-binary @$body
+
+# Cube (x-lf-signature, HMAC-SHA1); with the default demo key this is the provider's worked example
+curl -i http://127.0.0.1:10000/cube/usage -H 'content-type: application/json' \\
+  -H 'x-lf-notification-version: 1.0' -H 'x-lf-algo: HMAC-SHA1' -H 'x-lf-timestamp: $cube_ts' \\
+  -H 'x-lf-signature: $cube_sig' --data-binary '$cube_body'
 
 Press Ctrl-C to stop.
 MSG

@@ -278,6 +278,113 @@ fn depth_exceeds(text: &str, limit: usize) -> bool {
     false
 }
 
+// ------------------------------------------------------------------------------ JSON tree ----
+
+/// A JSON document for the Cube scheme: every object's members sorted by key (byte-wise) and
+/// unique, numbers kept as their literal text, strings decoded. Built by [`Json::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    /// The number's literal text exactly as sent.
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    /// Members sorted by key, keys unique.
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+/// Elements of one array, as raw values.
+struct RawArray<'a>(Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for RawArray<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawArray<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+                while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                    out.push(v);
+                }
+                Ok(RawArray(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl<'a> Json<'a> {
+    /// Parse a Cube body: one JSON object; duplicate keys at any level, nesting deeper than
+    /// [`MAX_NESTED_DEPTH`] and invalid UTF-8 are malformed.
+    pub fn parse(body: &'a [u8]) -> Result<Json<'a>, Rejection> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(malformed("empty body"));
+        }
+        let text = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
+        let top: TopLevel<'a> = serde_json::from_str(text)
+            .map_err(|_| malformed("not a single well-formed JSON object"))?;
+        Json::object(top, 0)
+    }
+
+    fn object(top: TopLevel<'a>, depth: usize) -> Result<Json<'a>, Rejection> {
+        let mut members = Vec::with_capacity(top.0.len());
+        for (k, raw) in top.0 {
+            members.push((k, Json::value(raw.get(), depth + 1)?));
+        }
+        members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if members
+            .windows(2)
+            .any(|w| matches!(w, [a, b] if a.0 == b.0))
+        {
+            return Err(malformed("duplicate key"));
+        }
+        Ok(Json::Object(members))
+    }
+
+    fn value(text: &'a str, depth: usize) -> Result<Json<'a>, Rejection> {
+        if depth > MAX_NESTED_DEPTH {
+            return Err(malformed("nesting too deep"));
+        }
+        let bad = |_| malformed("bad JSON value");
+        Ok(match text.as_bytes().first() {
+            Some(b'{') => Json::object(serde_json::from_str(text).map_err(bad)?, depth)?,
+            Some(b'[') => {
+                let items: RawArray<'a> = serde_json::from_str(text).map_err(bad)?;
+                let mut out = Vec::with_capacity(items.0.len());
+                for raw in items.0 {
+                    out.push(Json::value(raw.get(), depth + 1)?);
+                }
+                Json::Array(out)
+            }
+            Some(b'"') => Json::String(serde_json::from_str::<CowStr<'a>>(text).map_err(bad)?.0),
+            Some(b't') => Json::Bool(true),
+            Some(b'f') => Json::Bool(false),
+            Some(b'n') => Json::Null,
+            Some(_) => Json::Number(text),
+            None => return Err(malformed("empty JSON value")),
+        })
+    }
+
+    /// A top-level string member (e.g. `partner_code`), if this is an object holding one.
+    pub fn top_level_str(&self, key: &str) -> Option<&str> {
+        match self {
+            Json::Object(members) => members
+                .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+                .ok()
+                .and_then(|i| members.get(i))
+                .and_then(|(_, v)| match v {
+                    Json::String(s) => Some(s.as_ref()),
+                    _ => None,
+                }),
+            _ => None,
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------------- form ----
 
 fn parse_form(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {
@@ -562,6 +669,64 @@ mod tests {
         assert_eq!(reason(form(r#"{"a":"b"}"#)), Reason::UnsupportedMediaType);
         assert_eq!(reason(form(r#" [1]"#)), Reason::UnsupportedMediaType);
         assert_eq!(reason(json("a=1&b=2")), Reason::MalformedBody);
+    }
+
+    #[test]
+    fn json_tree_sorts_every_level_and_keeps_literals() {
+        let t = Json::parse(
+            br#"{"b":[{"z":1,"a":2.50}],"a":{"y":"\u00e9","x":null,"w":true},"pc":"P1"}"#,
+        )
+        .unwrap();
+        let Json::Object(m) = &t else { panic!() };
+        let keys: Vec<_> = m.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a", "b", "pc"]);
+        let Json::Object(a) = &m[0].1 else { panic!() };
+        assert_eq!(a[0], (Cow::Borrowed("w"), Json::Bool(true)));
+        assert_eq!(a[1], (Cow::Borrowed("x"), Json::Null));
+        assert_eq!(
+            a[2],
+            (Cow::Borrowed("y"), Json::String(Cow::Owned("é".into())))
+        );
+        let Json::Array(b) = &m[1].1 else { panic!() };
+        assert_eq!(
+            b[0],
+            Json::Object(vec![
+                (Cow::Borrowed("a"), Json::Number("2.50")),
+                (Cow::Borrowed("z"), Json::Number("1"))
+            ])
+        );
+        assert_eq!(t.top_level_str("pc"), Some("P1"));
+        assert_eq!(t.top_level_str("a"), None);
+        assert_eq!(t.top_level_str("zz"), None);
+    }
+
+    #[test]
+    fn json_tree_rejects_ambiguity_and_depth() {
+        for bad in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"a":{"b":1,"b":1}}"#,
+            br#"{"a":[{"b":1,"b":2}]}"#,
+            br#"[1]"#,
+            b"",
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":1"#,
+        ] {
+            assert_eq!(
+                Json::parse(bad).unwrap_err().reason,
+                Reason::MalformedBody,
+                "{bad:?}"
+            );
+        }
+        let ok = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_NESTED_DEPTH - 1),
+            "]".repeat(MAX_NESTED_DEPTH - 1)
+        );
+        assert!(Json::parse(ok.as_bytes()).is_ok());
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(
+            matches!(Json::parse(deep.as_bytes()), Err(r) if r.reason == Reason::MalformedBody)
+        );
     }
 
     #[test]

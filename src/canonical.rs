@@ -1,8 +1,9 @@
 //! Params -> the exact bytes each scheme signs. One function per scheme; the schemes and the CLI
 //! (`explain`) feed them into a hasher or a buffer, so there is one implementation of each rule.
 
-use crate::body::Params;
+use crate::body::{Json, Params};
 use crate::config::EmptyValues;
+use crate::scheme::md5::hex_digit;
 
 /// The legacy (`x-lf-md5`) signed text WITHOUT the secret:
 /// `key1=value1&key2=value2&...&keyN=valueN&` (sorted by key, values as plain text), written
@@ -15,6 +16,76 @@ pub fn md5_prefix(params: &Params<'_>, empty: EmptyValues, mut out: impl FnMut(&
         out(v.as_bytes());
         out(b"&");
     }
+}
+
+/// The Cube body text: compact JSON (no white space), object keys sorted at every level
+/// (byte-wise), arrays in order, numbers as their literal text, strings re-escaped minimally
+/// (`"`, `\` and control characters; everything else, `/` and non-ASCII included, as UTF-8).
+pub fn cube_json(value: &Json<'_>, out: &mut impl FnMut(&[u8])) {
+    match value {
+        Json::Null => out(b"null"),
+        Json::Bool(true) => out(b"true"),
+        Json::Bool(false) => out(b"false"),
+        Json::Number(n) => out(n.as_bytes()),
+        Json::String(s) => json_string(s, out),
+        Json::Array(items) => {
+            out(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out(b",");
+                }
+                cube_json(item, out);
+            }
+            out(b"]");
+        }
+        Json::Object(members) => {
+            out(b"{");
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out(b",");
+                }
+                json_string(k, out);
+                out(b":");
+                cube_json(v, out);
+            }
+            out(b"}");
+        }
+    }
+}
+
+fn json_string(s: &str, out: &mut impl FnMut(&[u8])) {
+    out(b"\"");
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out(bytes.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            out(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                hex_digit(b >> 4),
+                hex_digit(b & 0x0f),
+            ]);
+        } else {
+            out(escape);
+        }
+        start = i + 1;
+    }
+    out(bytes.get(start..).unwrap_or_default());
+    out(b"\"");
 }
 
 #[cfg(test)]
@@ -56,6 +127,46 @@ mod tests {
         let f = prefix(MediaType::Form, "b=x+y&a=1%262", EmptyValues::Keep);
         assert_eq!(j, "a=1&2&b=x y&");
         assert_eq!(j, f);
+    }
+
+    fn cube(body: &str) -> String {
+        let t = Json::parse(body.as_bytes()).unwrap();
+        let mut s = Vec::new();
+        cube_json(&t, &mut |b: &[u8]| s.extend_from_slice(b));
+        String::from_utf8(s).unwrap()
+    }
+
+    #[test]
+    fn cube_provider_example() {
+        assert_eq!(
+            cube(r#"{"name": "liguoli","age": 18}"#),
+            r#"{"age":18,"name":"liguoli"}"#
+        );
+    }
+
+    #[test]
+    fn cube_rules() {
+        assert_eq!(
+            cube(
+                r#" { "b" : [ 3, {"d":1,"c":[true,false,null]} ], "a" : { "z":"x", "y":{} }, "e":[] } "#
+            ),
+            r#"{"a":{"y":{},"z":"x"},"b":[3,{"c":[true,false,null],"d":1}],"e":[]}"#
+        );
+        // Numbers keep their literal text: floats, exponents, big integers, negative zero.
+        assert_eq!(
+            cube(r#"{"f":1.50,"e":1E3,"big":123456789012345678901234567890,"n":-0,"g":-1.5e-7}"#),
+            r#"{"big":123456789012345678901234567890,"e":1E3,"f":1.50,"g":-1.5e-7,"n":-0}"#
+        );
+        // Unicode escapes are decoded and written as UTF-8; `/` is not escaped; controls are.
+        assert_eq!(
+            cube(r#"{"u":"caf\u00e9 \ud83d\ude00 \/ \"q\" \\ \n\t\u0001\u001f\u007f"}"#),
+            "{\"u\":\"café 😀 / \\\"q\\\" \\\\ \\n\\t\\u0001\\u001f\u{7f}\"}"
+        );
+        // Keys sort byte-wise (UTF-8): upper case first, then lower, then non-ASCII.
+        assert_eq!(
+            cube(r#"{"é":1,"b":2,"B":3,"a":4}"#),
+            r#"{"B":3,"a":4,"b":2,"é":1}"#
+        );
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::verdict::Scheme;
-
 /// Default and upper bound of `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -60,9 +58,12 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKey {
-    id: String,
+    id: Option<String>,
+    id_env: Option<String>,
+    schemes: Option<Vec<String>>,
     secret: Option<String>,
     secret_env: Option<String>,
+    partners: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +74,20 @@ struct RawRoute {
     path_prefix: Option<String>,
     methods: Option<Vec<String>>,
     scheme: Option<String>,
+    keys: Option<Vec<String>>,
+    #[serde(default)]
+    allow_unsigned: bool,
+    partner_field: Option<String>,
+    freshness: Option<RawFreshness>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreshness {
+    max_age_seconds: u64,
+    max_future_skew_seconds: Option<u64>,
+    body_field: Option<String>,
+    body_field_utc_offset: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,11 +149,51 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A verification key: its public id and its (redacted) secret.
+/// A verification key: its public id, its (redacted) secret and, optionally, the partners
+/// (`partner_code` values) it may sign for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     pub id: String,
     pub secret: Secret,
+    /// `None`: any partner. `Some(list)`: only requests whose partner is in the list.
+    pub partners: Option<Vec<String>>,
+    /// Whether the key verifies `x-lf-md5` (legacy) signatures.
+    pub md5: bool,
+    /// Whether the key verifies `x-lf-signature` (Cube) signatures.
+    pub cube: bool,
+}
+
+impl Key {
+    /// Whether this key may sign for `partner` (the body's partner field, if any).
+    pub fn allows_partner(&self, partner: Option<&str>) -> bool {
+        match (&self.partners, partner) {
+            (None, _) => true,
+            (Some(list), Some(p)) => list.iter().any(|x| x == p),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// Which signature scheme a route verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteScheme {
+    Md5,
+    Cube,
+    /// Chosen by the header present (`x-lf-md5` or `x-lf-signature`); both or neither: rejected.
+    Auto,
+}
+
+/// The optional freshness window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    /// Oldest accepted notification, in milliseconds before now.
+    pub max_age_ms: u64,
+    /// Furthest accepted notification time after now (clock skew), in milliseconds.
+    pub max_future_skew_ms: u64,
+    /// Legacy scheme: the body field holding the send time (epoch ms or a provider date format).
+    pub body_field: String,
+    /// UTC offset, in minutes, of provider date formats without a zone (`2022-01-19T201101`).
+    pub body_field_utc_offset_minutes: i32,
 }
 
 /// How a route matches the request path (the `:path` without its query string).
@@ -165,7 +220,22 @@ pub struct Route {
     pub methods: Vec<String>,
     /// The `Allow` header value for 405 replies, computed once.
     pub allow: String,
-    pub scheme: Scheme,
+    pub scheme: RouteScheme,
+    /// Indices into [`Config::keys`] of the keys this route accepts (default: all).
+    pub keys: Vec<usize>,
+    /// The subset of `keys` usable for `x-lf-md5` (computed once).
+    pub md5_keys: Vec<usize>,
+    /// The subset of `keys` usable for `x-lf-signature` (computed once).
+    pub cube_keys: Vec<usize>,
+    /// Forward requests that carry no signature header at all, marked `x-lf-verified: none`.
+    pub allow_unsigned: bool,
+    /// Body field naming the partner (default `partner_code`).
+    pub partner_field: String,
+    /// Whether any of the route's keys is bound to partners (then the partner is checked).
+    pub partner_bound: bool,
+    /// The union of partners when EVERY key of the route is bound (else `None`: any partner).
+    pub partner_allowlist: Option<Vec<String>>,
+    pub freshness: Option<Freshness>,
 }
 
 impl Route {
@@ -224,17 +294,56 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let mut keys: Vec<Key> = Vec::with_capacity(raw.keys.len());
     for (i, k) in raw.keys.into_iter().enumerate() {
         let at = |f: &str| format!("keys[{i}].{f}");
-        if !is_token(&k.id) || k.id.len() > 64 {
+        let (id, id_field) = match (k.id, k.id_env) {
+            (Some(id), None) => (id, at("id")),
+            (None, Some(var)) => match env(&var) {
+                Some(id) if !id.is_empty() => (id, at("id_env")),
+                _ => {
+                    return Err(ConfigError::new(
+                        at("id_env"),
+                        format!("environment variable `{var}` is not set or empty"),
+                    ))
+                }
+            },
+            _ => {
+                return Err(ConfigError::new(
+                    format!("keys[{i}]"),
+                    "give exactly one of `id` and `id_env`",
+                ))
+            }
+        };
+        if !is_token(&id) || id.len() > 64 {
             return Err(ConfigError::new(
-                at("id"),
+                id_field,
                 "must be 1-64 characters from [A-Za-z0-9._-]",
             ));
         }
-        if keys.iter().any(|other| other.id == k.id) {
+        if keys.iter().any(|other| other.id == id) {
             return Err(ConfigError::new(
-                at("id"),
-                format!("duplicate key id `{}`", k.id),
+                id_field,
+                format!("duplicate key id `{id}`"),
             ));
+        }
+        let (mut md5, mut cube) = (k.schemes.is_none(), k.schemes.is_none());
+        if let Some(schemes) = &k.schemes {
+            if schemes.is_empty() {
+                return Err(ConfigError::new(
+                    at("schemes"),
+                    "must list `md5` and/or `cube` (or be left out)",
+                ));
+            }
+            for (j, scheme) in schemes.iter().enumerate() {
+                match scheme.as_str() {
+                    "md5" => md5 = true,
+                    "cube" => cube = true,
+                    other => {
+                        return Err(ConfigError::new(
+                            format!("keys[{i}].schemes[{j}]"),
+                            format!("unknown scheme `{other}` (expected `md5` or `cube`)"),
+                        ))
+                    }
+                }
+            }
         }
         let secret = match (k.secret, k.secret_env) {
             (Some(_), Some(_)) => {
@@ -282,9 +391,28 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 }
             }
         };
+        if let Some(partners) = &k.partners {
+            if partners.is_empty() {
+                return Err(ConfigError::new(
+                    at("partners"),
+                    "must list at least one partner (or be left out)",
+                ));
+            }
+            for (j, p) in partners.iter().enumerate() {
+                if p.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("keys[{i}].partners[{j}]"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
         keys.push(Key {
-            id: k.id,
+            id,
             secret: Secret::new(secret.into_bytes()),
+            partners: k.partners,
+            md5,
+            cube,
         });
     }
 
@@ -345,20 +473,95 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             }
         }
         let scheme = match r.scheme.as_deref() {
-            None | Some("md5") => Scheme::Md5,
+            None | Some("md5") => RouteScheme::Md5,
+            Some("cube") => RouteScheme::Cube,
+            Some("auto") => RouteScheme::Auto,
             Some(other) => {
                 return Err(ConfigError::new(
                     at("scheme"),
-                    format!("unknown scheme `{other}` (expected `md5`)"),
+                    format!("unknown scheme `{other}` (expected `md5`, `cube` or `auto`)"),
                 ))
             }
         };
-        if keys.is_empty() {
+        let route_keys: Vec<usize> = match r.keys {
+            None => (0..keys.len()).collect(),
+            Some(ids) => {
+                if ids.is_empty() {
+                    return Err(ConfigError::new(
+                        at("keys"),
+                        "must list at least one key id (or be left out)",
+                    ));
+                }
+                let mut out = Vec::with_capacity(ids.len());
+                for (j, id) in ids.iter().enumerate() {
+                    match keys.iter().position(|k| &k.id == id) {
+                        Some(x) if !out.contains(&x) => out.push(x),
+                        Some(_) => {
+                            return Err(ConfigError::new(
+                                format!("routes[{i}].keys[{j}]"),
+                                format!("key `{id}` listed twice"),
+                            ))
+                        }
+                        None => {
+                            return Err(ConfigError::new(
+                                format!("routes[{i}].keys[{j}]"),
+                                format!("no key with id `{id}` in `keys`"),
+                            ))
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let usable = |pred: fn(&Key) -> bool| -> Vec<usize> {
+            route_keys
+                .iter()
+                .copied()
+                .filter(|&x| keys.get(x).is_some_and(pred))
+                .collect()
+        };
+        let (md5_keys, cube_keys) = (usable(|k| k.md5), usable(|k| k.cube));
+        let needs = match scheme {
+            RouteScheme::Md5 => [("md5", md5_keys.is_empty())].to_vec(),
+            RouteScheme::Cube => [("cube", cube_keys.is_empty())].to_vec(),
+            RouteScheme::Auto => {
+                [("md5", md5_keys.is_empty()), ("cube", cube_keys.is_empty())].to_vec()
+            }
+        };
+        if let Some((missing, _)) = needs.into_iter().find(|(_, empty)| *empty) {
+            let field = if keys.is_empty() {
+                "keys".to_string()
+            } else {
+                format!("routes[{i}]")
+            };
             return Err(ConfigError::new(
-                "keys",
-                format!("route `{name}` verifies signatures but no key is configured"),
+                field,
+                format!("route `{name}` verifies `{missing}` signatures but none of its keys can (see keys[].schemes, routes[].keys)"),
             ));
         }
+        let bound: Vec<&Key> = route_keys.iter().filter_map(|&x| keys.get(x)).collect();
+        let partner_bound = bound.iter().any(|k| k.partners.is_some());
+        let partner_allowlist = if bound.iter().all(|k| k.partners.is_some()) {
+            let mut all: Vec<String> = bound
+                .iter()
+                .flat_map(|k| k.partners.iter().flatten().cloned())
+                .collect();
+            all.sort();
+            all.dedup();
+            Some(all)
+        } else {
+            None
+        };
+        let partner_field = r
+            .partner_field
+            .unwrap_or_else(|| "partner_code".to_string());
+        if partner_field.is_empty() {
+            return Err(ConfigError::new(at("partner_field"), "must not be empty"));
+        }
+        let freshness = match r.freshness {
+            None => None,
+            Some(f) => Some(compile_freshness(f, &format!("routes[{i}].freshness"))?),
+        };
         let allow = methods.join(", ");
         routes.push(Route {
             name,
@@ -366,6 +569,14 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             methods,
             allow,
             scheme,
+            keys: route_keys,
+            md5_keys,
+            cube_keys,
+            allow_unsigned: r.allow_unsigned,
+            partner_field,
+            partner_bound,
+            partner_allowlist,
+            freshness,
         });
     }
 
@@ -389,6 +600,68 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             nested_values: raw.md5.nested_values.unwrap_or_default(),
         },
     })
+}
+
+/// Largest accepted `max_age_seconds` / `max_future_skew_seconds` (one year).
+const MAX_WINDOW_SECONDS: u64 = 366 * 24 * 3600;
+
+fn compile_freshness(f: RawFreshness, at: &str) -> Result<Freshness, ConfigError> {
+    if f.max_age_seconds == 0 || f.max_age_seconds > MAX_WINDOW_SECONDS {
+        return Err(ConfigError::new(
+            format!("{at}.max_age_seconds"),
+            format!("must be between 1 and {MAX_WINDOW_SECONDS}"),
+        ));
+    }
+    let skew = f.max_future_skew_seconds.unwrap_or(300);
+    if skew > MAX_WINDOW_SECONDS {
+        return Err(ConfigError::new(
+            format!("{at}.max_future_skew_seconds"),
+            format!("must be at most {MAX_WINDOW_SECONDS}"),
+        ));
+    }
+    let body_field = f.body_field.unwrap_or_else(|| "received_at".to_string());
+    if body_field.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.body_field"),
+            "must not be empty",
+        ));
+    }
+    let offset = match f.body_field_utc_offset.as_deref() {
+        None => 0,
+        Some(text) => parse_utc_offset(text).ok_or_else(|| {
+            ConfigError::new(
+                format!("{at}.body_field_utc_offset"),
+                "must look like +08:00 or -05:30",
+            )
+        })?,
+    };
+    Ok(Freshness {
+        max_age_ms: f.max_age_seconds * 1000,
+        max_future_skew_ms: skew * 1000,
+        body_field,
+        body_field_utc_offset_minutes: offset,
+    })
+}
+
+/// `+08:00` -> 480, `-05:30` -> -330, `Z` -> 0.
+fn parse_utc_offset(text: &str) -> Option<i32> {
+    if text == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, text.get(1..)?),
+        b'-' => (-1, text.get(1..)?),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    Some(sign * (h * 60 + m))
 }
 
 fn check_path(p: &str) -> Result<(), &'static str> {
@@ -427,7 +700,13 @@ mod tests {
         assert_eq!(c.routes[0].methods, vec!["POST"]);
         assert_eq!(c.routes[0].allow, "POST");
         assert_eq!(c.routes[0].name, "route0");
-        assert_eq!(c.routes[0].scheme, Scheme::Md5);
+        assert_eq!(c.routes[0].scheme, RouteScheme::Md5);
+        assert_eq!(c.routes[0].keys, vec![0]);
+        assert!(!c.routes[0].allow_unsigned);
+        assert_eq!(c.routes[0].partner_field, "partner_code");
+        assert!(!c.routes[0].partner_bound);
+        assert_eq!(c.routes[0].partner_allowlist, None);
+        assert_eq!(c.routes[0].freshness, None);
         assert_eq!(c.md5, Md5Options::default());
         assert_eq!(c.md5.empty_values, EmptyValues::Keep);
         assert_eq!(c.md5.nested_values, NestedValues::Reject);
@@ -574,6 +853,101 @@ mod tests {
                 err.to_string().starts_with("invalid configuration"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn schemes_keys_partners_freshness() {
+        let c = parse(
+            r#"{"keys":[{"id":"md5-old","secret":"a"},{"id":"md5-new","secret":"b","partners":["P1","P2"]},
+                        {"id":"cube1","secret_env":"LF_SECRET","partners":["P3"]}],
+                "routes":[{"name":"legacy","path_prefix":"/lf/","keys":["md5-new","md5-old"]},
+                          {"name":"cube","path_prefix":"/cube/","scheme":"cube","keys":["cube1"],
+                           "freshness":{"max_age_seconds":600}},
+                          {"name":"both","path_prefix":"/x/","scheme":"auto","allow_unsigned":true,
+                           "partner_field":"pc","freshness":{"max_age_seconds":60,"max_future_skew_seconds":5,
+                           "body_field":"sent","body_field_utc_offset":"+08:00"}}]}"#,
+        )
+        .unwrap();
+        let [legacy, cube, both] = &c.routes[..] else {
+            panic!()
+        };
+        assert_eq!(legacy.keys, vec![1, 0]);
+        assert!(legacy.partner_bound);
+        assert_eq!(
+            legacy.partner_allowlist, None,
+            "md5-old is unbound: any partner"
+        );
+        assert_eq!(cube.scheme, RouteScheme::Cube);
+        assert_eq!(cube.partner_allowlist, Some(vec!["P3".to_string()]));
+        let f = cube.freshness.as_ref().unwrap();
+        assert_eq!(
+            (
+                f.max_age_ms,
+                f.max_future_skew_ms,
+                f.body_field.as_str(),
+                f.body_field_utc_offset_minutes
+            ),
+            (600_000, 300_000, "received_at", 0)
+        );
+        assert_eq!(both.scheme, RouteScheme::Auto);
+        assert!(both.allow_unsigned);
+        assert_eq!(both.keys, vec![0, 1, 2]);
+        assert_eq!(both.partner_field, "pc");
+        let f = both.freshness.as_ref().unwrap();
+        assert_eq!(
+            (
+                f.max_future_skew_ms,
+                f.body_field.as_str(),
+                f.body_field_utc_offset_minutes
+            ),
+            (5_000, "sent", 480)
+        );
+        assert!(c.keys[1].allows_partner(Some("P2")));
+        assert!(!c.keys[1].allows_partner(Some("P3")));
+        assert!(!c.keys[1].allows_partner(None));
+        assert!(c.keys[0].allows_partner(None));
+    }
+
+    #[test]
+    fn key_ids_from_env_and_scheme_restrictions() {
+        let c = parse(
+            r#"{"keys":[{"id":"demo","secret":"a","schemes":["md5"]},
+                        {"id_env":"CUBE_ID","secret_env":"LF_SECRET","schemes":["cube"]}],
+                "routes":[{"path_prefix":"/lf/"},{"path_prefix":"/cube/","scheme":"cube"},
+                          {"path_prefix":"/x/","scheme":"auto"}]}"#,
+        );
+        // CUBE_ID is not in this test's environment.
+        assert_eq!(c.unwrap_err().field, "keys[1].id_env");
+        let env2 = |n: &str| match n {
+            "CUBE_ID" => Some("Ou8a5lyzPjN86ikmLeFC".to_string()),
+            other => env(other),
+        };
+        let c = Config::from_json(
+            br#"{"keys":[{"id":"demo","secret":"a","schemes":["md5"]},
+                        {"id_env":"CUBE_ID","secret_env":"LF_SECRET","schemes":["cube"]}],
+                "routes":[{"path_prefix":"/lf/"},{"path_prefix":"/cube/","scheme":"cube"},
+                          {"path_prefix":"/x/","scheme":"auto"}]}"#,
+            env2,
+        )
+        .unwrap();
+        assert_eq!(c.keys[1].id, "Ou8a5lyzPjN86ikmLeFC");
+        assert!(c.keys[0].md5 && !c.keys[0].cube && !c.keys[1].md5 && c.keys[1].cube);
+        assert_eq!(
+            (c.routes[2].md5_keys.clone(), c.routes[2].cube_keys.clone()),
+            (vec![0], vec![1])
+        );
+    }
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("+08:00"), Some(480));
+        assert_eq!(parse_utc_offset("-05:30"), Some(-330));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        for bad in [
+            "08:00", "+8:00", "+08", "+15:00", "+08:60", "", "+", "+aa:bb",
+        ] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
         }
     }
 

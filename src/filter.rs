@@ -13,8 +13,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
+use crate::verdict::Accepted;
 use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
-use crate::verify::{Pending, RequestHead, VERIFIED_HEADER};
+use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -71,6 +72,14 @@ impl RootContext for GuardRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// The proxy's clock in epoch milliseconds (0 if unavailable: freshness then rejects).
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 enum State {
@@ -130,6 +139,24 @@ impl GuardHttp {
         Action::Pause
     }
 
+    /// Mark the request upstream and let it go.
+    fn accept(&mut self, route: usize, accepted: Accepted<'_>) -> Action {
+        let value = accepted.header_value();
+        if hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
+            .is_err()
+        {
+            return self.internal(Some(route), "cannot set x-lf-verified");
+        }
+        debug!(
+            "lf-webhook-guard: accepted request_id={} route={} verified=\"{}\"",
+            self.request_id,
+            self.route_name(route),
+            value
+        );
+        self.state = State::Passthrough;
+        Action::Continue
+    }
+
     fn internal(&mut self, route: Option<usize>, detail: &'static str) -> Action {
         self.reject(route, Rejection::new(Reason::InternalError, detail))
     }
@@ -157,27 +184,8 @@ impl GuardHttp {
             Ok(body) => body.unwrap_or_default(),
             Err(_) => return self.internal(route, "cannot read request body"),
         };
-        match config.verify_body(&pending, &body) {
-            Ok(accepted) => {
-                let value = accepted.header_value();
-                if hostcalls::set_map_value(
-                    MapType::HttpRequestHeaders,
-                    VERIFIED_HEADER,
-                    Some(&value),
-                )
-                .is_err()
-                {
-                    return self.internal(route, "cannot set x-lf-verified");
-                }
-                debug!(
-                    "lf-webhook-guard: verified request_id={} route={} scheme={} key={}",
-                    self.request_id,
-                    self.route_name(pending.route),
-                    accepted.scheme.name(),
-                    accepted.key_id
-                );
-                Action::Continue
-            }
+        match config.verify_body(&pending, &body, now_ms()) {
+            Ok(accepted) => self.accept(pending.route, accepted),
             Err(rejection) => self.reject(route, rejection),
         }
     }
@@ -215,7 +223,8 @@ impl HttpContext for GuardHttp {
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
         match config.check_head(route, &head) {
             Err(rejection) => self.reject(Some(route), rejection),
-            Ok(pending) => {
+            Ok(HeadVerdict::ForwardUnsigned) => self.accept(route, Accepted::Unsigned),
+            Ok(HeadVerdict::NeedBody(pending)) => {
                 self.state = State::Holding {
                     pending,
                     buffered: 0,

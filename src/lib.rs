@@ -10,7 +10,7 @@
 //! The CLI (`src/bin/lf-webhook-guard.rs`) uses the same core.
 //!
 //! ```
-//! use lf_webhook_guard::{Config, RequestHead, MediaType, sign_md5};
+//! use lf_webhook_guard::{Config, HeadVerdict, RequestHead, MediaType, sign_md5};
 //!
 //! let config = Config::from_json(
 //!     br#"{"keys":[{"id":"k1","secret":"s3cret"}],"routes":[{"path_prefix":"/linksfield/"}]}"#,
@@ -24,14 +24,16 @@
 //!     ("x-lf-md5", sig.as_bytes()),
 //! ]);
 //! let route = config.routes.iter().position(|r| r.name == "route0").unwrap();
-//! let pending = config.check_head(route, &head).unwrap();
-//! let accepted = config.verify_body(&pending, body).unwrap();
+//! let HeadVerdict::NeedBody(pending) = config.check_head(route, &head).unwrap() else { panic!() };
+//! let now_ms = 1_700_000_000_000; // only used by routes with a freshness window
+//! let accepted = config.verify_body(&pending, body, now_ms).unwrap();
 //! assert_eq!(accepted.header_value(), "md5; key=k1");
 //! ```
 
 pub mod body;
 pub mod canonical;
 pub mod config;
+pub mod freshness;
 pub mod scheme;
 pub mod verdict;
 pub mod verify;
@@ -42,4 +44,7 @@ pub mod filter;
 pub use body::{MediaType, Params};
 pub use config::{Config, ConfigError};
 pub use verdict::{Accepted, Reason, Rejection, Scheme};
-pub use verify::{sign_md5, HeaderValue, Pending, RequestHead, MD5_HEADER, VERIFIED_HEADER};
+pub use verify::{
+    sign_cube, sign_md5, HeadVerdict, HeaderValue, Pending, RequestHead, CUBE_ALGO_HEADER,
+    CUBE_SIGNATURE_HEADER, CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER, VERIFIED_HEADER,
+};

@@ -19,26 +19,35 @@ pub enum Reason {
     MethodNotAllowed,
     /// `Content-Length` or the buffered body exceeds `max_body_bytes`.
     BodyTooLarge,
+    /// The partner in the body is not allowed on this route, or the matching key belongs to
+    /// another partner.
+    PartnerNotAllowed,
+    /// The signature is valid but the notification is older than `max_age_seconds` (or too far
+    /// in the future): a replay.
+    StaleNotification,
     /// The filter could not complete a host call or has no valid configuration: it fails closed.
     InternalError,
 }
 
 impl Reason {
     /// Every reason, in table order (docs, metrics and tests iterate over it).
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::MissingSignature,
         Reason::InvalidSignature,
         Reason::MalformedBody,
         Reason::UnsupportedMediaType,
         Reason::MethodNotAllowed,
         Reason::BodyTooLarge,
+        Reason::PartnerNotAllowed,
+        Reason::StaleNotification,
         Reason::InternalError,
     ];
 
     /// HTTP status of the local reply.
     pub const fn status(self) -> u32 {
         match self {
-            Reason::MissingSignature | Reason::InvalidSignature => 401,
+            Reason::MissingSignature | Reason::InvalidSignature | Reason::StaleNotification => 401,
+            Reason::PartnerNotAllowed => 403,
             Reason::MalformedBody => 400,
             Reason::UnsupportedMediaType => 415,
             Reason::MethodNotAllowed => 405,
@@ -57,6 +66,8 @@ impl Reason {
             Reason::UnsupportedMediaType => "unsupported_media_type",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::BodyTooLarge => "body_too_large",
+            Reason::PartnerNotAllowed => "partner_not_allowed",
+            Reason::StaleNotification => "stale_notification",
             Reason::InternalError => "internal_error",
         }
     }
@@ -83,27 +94,36 @@ impl Rejection {
 pub enum Scheme {
     /// Legacy CSSS scheme, header `x-lf-md5`.
     Md5,
+    /// Cube platform scheme, header `x-lf-signature` (HMAC-SHA1).
+    Cube,
 }
 
 impl Scheme {
     pub const fn name(self) -> &'static str {
         match self {
             Scheme::Md5 => "md5",
+            Scheme::Cube => "cube",
         }
     }
 }
 
-/// A verified request: which scheme, and the id of the key whose signature matched.
+/// A request the filter lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted<'c> {
-    pub scheme: Scheme,
-    pub key_id: &'c str,
+pub enum Accepted<'c> {
+    /// The signature matched: which scheme, and the id of the key that made it.
+    Verified { scheme: Scheme, key_id: &'c str },
+    /// No signature at all, on a route with `allow_unsigned: true`.
+    Unsigned,
 }
 
 impl Accepted<'_> {
-    /// Value of the `x-lf-verified` header sent upstream, e.g. `md5; key=primary`.
+    /// Value of the `x-lf-verified` header sent upstream: `md5; key=primary`, `cube; key=Ou8a...`,
+    /// or `none` for an unsigned request on an `allow_unsigned` route.
     pub fn header_value(&self) -> String {
-        format!("{}; key={}", self.scheme.name(), self.key_id)
+        match self {
+            Accepted::Verified { scheme, key_id } => format!("{}; key={}", scheme.name(), key_id),
+            Accepted::Unsigned => "none".to_string(),
+        }
     }
 }
 
@@ -147,6 +167,7 @@ mod tests {
         }
         assert_eq!(Reason::MethodNotAllowed.status(), 405);
         assert_eq!(Reason::BodyTooLarge.status(), 413);
+        assert_eq!(Reason::PartnerNotAllowed.status(), 403);
     }
 
     #[test]

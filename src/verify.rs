@@ -1,20 +1,29 @@
 //! The decision: request head (+ body) -> accept or reject. Pure Rust, no proxy-wasm: the filter,
 //! the CLI and the tests all call these two functions.
 //!
-//! 1. [`Config::check_head`] runs when the request headers arrive: method, signature header
-//!    present and single, content type, `Content-Length` against the limit.
-//! 2. [`Config::verify_body`] runs once the whole body is buffered: size, parse, canonicalise,
-//!    constant-time compare against every key.
+//! 1. [`Config::check_head`] runs when the request headers arrive: method, which scheme, the
+//!    signature headers (present, single, well-formed; Cube key id known), content type,
+//!    `Content-Length` against the limit. An unsigned request on an `allow_unsigned` route is
+//!    accepted here, without reading the body.
+//! 2. [`Config::verify_body`] runs once the whole body is buffered: size, parse, partner,
+//!    canonicalise, constant-time compare, freshness.
 
-use crate::body::{media_type, MediaType, Params};
-use crate::canonical::md5_prefix;
-use crate::config::Config;
+use crate::body::{media_type, Json, MediaType, Params};
+use crate::canonical::{cube_json, md5_prefix};
+use crate::config::{Config, Key, Route, RouteScheme};
+use crate::freshness;
+use crate::scheme::cube::{self, CubeSigner};
 use crate::scheme::md5::Md5Signer;
 use crate::verdict::{Accepted, Reason, Rejection, Scheme};
 
 /// Name of the legacy signature header.
 pub const MD5_HEADER: &str = "x-lf-md5";
-/// Header the filter sets on verified requests (and strips from every client request).
+/// Cube headers.
+pub const CUBE_SIGNATURE_HEADER: &str = "x-lf-signature";
+pub const CUBE_VERSION_HEADER: &str = "x-lf-notification-version";
+pub const CUBE_ALGO_HEADER: &str = "x-lf-algo";
+pub const CUBE_TIMESTAMP_HEADER: &str = "x-lf-timestamp";
+/// Header the filter sets on accepted requests (and strips from every client request).
 pub const VERIFIED_HEADER: &str = "x-lf-verified";
 
 /// A request header as the filter saw it: absent, present once, or repeated (ambiguous).
@@ -34,6 +43,18 @@ impl<'a> HeaderValue<'a> {
             _ => HeaderValue::Many,
         };
     }
+
+    fn is_absent(&self) -> bool {
+        matches!(self, HeaderValue::Absent)
+    }
+
+    /// The single value of a required header; absent or repeated is an invalid signature.
+    fn required(&self, detail: &'static str) -> Result<&'a [u8], Rejection> {
+        match self {
+            HeaderValue::One(v) => Ok(v),
+            _ => Err(Rejection::new(Reason::InvalidSignature, detail)),
+        }
+    }
 }
 
 /// What the decision needs from the request headers.
@@ -43,6 +64,10 @@ pub struct RequestHead<'a> {
     pub content_type: HeaderValue<'a>,
     pub content_length: HeaderValue<'a>,
     pub md5_signature: HeaderValue<'a>,
+    pub cube_signature: HeaderValue<'a>,
+    pub cube_version: HeaderValue<'a>,
+    pub cube_algo: HeaderValue<'a>,
+    pub cube_timestamp: HeaderValue<'a>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -58,6 +83,10 @@ impl<'a> RequestHead<'a> {
                 "content-type" => head.content_type.push(value),
                 "content-length" => head.content_length.push(value),
                 MD5_HEADER => head.md5_signature.push(value),
+                CUBE_SIGNATURE_HEADER => head.cube_signature.push(value),
+                CUBE_VERSION_HEADER => head.cube_version.push(value),
+                CUBE_ALGO_HEADER => head.cube_algo.push(value),
+                CUBE_TIMESTAMP_HEADER => head.cube_timestamp.push(value),
                 _ => {}
             }
         }
@@ -65,106 +94,286 @@ impl<'a> RequestHead<'a> {
     }
 }
 
+/// The signature captured from the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signature {
+    Md5(Vec<u8>),
+    Cube {
+        /// Index into `Config::keys` of the key named by the key id.
+        key: usize,
+        mac: [u8; 20],
+        /// `{version}:{algo}:{timestamp}`.
+        prefix: Vec<u8>,
+        timestamp_ms: u64,
+    },
+}
+
+/// What the headers decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// Hold the request and verify the body with [`Config::verify_body`].
+    NeedBody(Pending),
+    /// Forward now without reading the body: an unsigned request on an `allow_unsigned` route.
+    ForwardUnsigned,
+}
+
 /// State carried from the headers to the end of the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub route: usize,
     pub media: MediaType,
-    signature: Vec<u8>,
+    signature: Signature,
+}
+
+impl Pending {
+    /// The scheme being verified.
+    pub fn scheme(&self) -> Scheme {
+        match self.signature {
+            Signature::Md5(_) => Scheme::Md5,
+            Signature::Cube { .. } => Scheme::Cube,
+        }
+    }
+}
+
+const fn reject(reason: Reason, detail: &'static str) -> Rejection {
+    Rejection::new(reason, detail)
 }
 
 impl Config {
     /// Checks that need only the headers. `route` is an index into `self.routes`.
-    pub fn check_head(&self, route: usize, head: &RequestHead<'_>) -> Result<Pending, Rejection> {
+    pub fn check_head(
+        &self,
+        route: usize,
+        head: &RequestHead<'_>,
+    ) -> Result<HeadVerdict, Rejection> {
         let r = self
             .routes
             .get(route)
-            .ok_or(Rejection::new(Reason::MalformedBody, "unknown route"))?;
+            .ok_or(reject(Reason::InternalError, "unknown route"))?;
         if !r.allows_method(head.method) {
-            return Err(Rejection::new(
+            return Err(reject(
                 Reason::MethodNotAllowed,
                 "method not allowed on route",
             ));
         }
-        let signature = match head.md5_signature {
-            HeaderValue::Absent => {
-                return Err(Rejection::new(
-                    Reason::MissingSignature,
-                    "no x-lf-md5 header",
-                ))
-            }
-            HeaderValue::Many => {
-                return Err(Rejection::new(
+        let (has_md5, has_cube) = (
+            !head.md5_signature.is_absent(),
+            !head.cube_signature.is_absent(),
+        );
+        let scheme = match (r.scheme, has_md5, has_cube) {
+            (RouteScheme::Auto, true, true) => {
+                return Err(reject(
                     Reason::InvalidSignature,
-                    "repeated x-lf-md5 header",
+                    "both x-lf-md5 and x-lf-signature",
                 ))
             }
-            HeaderValue::One(v) => v.to_vec(),
+            (RouteScheme::Md5, true, _) | (RouteScheme::Auto, true, false) => Scheme::Md5,
+            (RouteScheme::Cube, _, true) | (RouteScheme::Auto, false, true) => Scheme::Cube,
+            _ if r.allow_unsigned && !has_md5 && !has_cube => {
+                return Ok(HeadVerdict::ForwardUnsigned)
+            }
+            (RouteScheme::Md5, ..) => {
+                return Err(reject(Reason::MissingSignature, "no x-lf-md5 header"))
+            }
+            (RouteScheme::Cube, ..) => {
+                return Err(reject(Reason::MissingSignature, "no x-lf-signature header"))
+            }
+            (RouteScheme::Auto, ..) => {
+                return Err(reject(Reason::MissingSignature, "no signature header"))
+            }
+        };
+        let signature = match scheme {
+            Scheme::Md5 => Signature::Md5(
+                head.md5_signature
+                    .required("repeated x-lf-md5 header")?
+                    .to_vec(),
+            ),
+            Scheme::Cube => self.cube_signature(r, head)?,
         };
         let media = match head.content_type {
             HeaderValue::One(ct) => media_type(ct)?,
             HeaderValue::Absent => {
-                return Err(Rejection::new(
-                    Reason::UnsupportedMediaType,
-                    "no content-type",
-                ))
+                return Err(reject(Reason::UnsupportedMediaType, "no content-type"))
             }
             HeaderValue::Many => {
-                return Err(Rejection::new(
+                return Err(reject(
                     Reason::UnsupportedMediaType,
                     "repeated content-type",
                 ))
             }
         };
+        if scheme == Scheme::Cube && media != MediaType::Json {
+            return Err(reject(
+                Reason::UnsupportedMediaType,
+                "cube notifications are JSON",
+            ));
+        }
         match head.content_length {
             HeaderValue::One(len) => match std::str::from_utf8(len)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
             {
                 Some(n) if n > self.max_body_bytes as u64 => {
-                    return Err(Rejection::new(
+                    return Err(reject(
                         Reason::BodyTooLarge,
                         "content-length above max_body_bytes",
                     ))
                 }
                 Some(_) => {}
-                None => return Err(Rejection::new(Reason::MalformedBody, "bad content-length")),
+                None => return Err(reject(Reason::MalformedBody, "bad content-length")),
             },
             HeaderValue::Many => {
-                return Err(Rejection::new(
-                    Reason::MalformedBody,
-                    "repeated content-length",
-                ))
+                return Err(reject(Reason::MalformedBody, "repeated content-length"))
             }
             HeaderValue::Absent => {}
         }
-        Ok(Pending {
+        Ok(HeadVerdict::NeedBody(Pending {
             route,
             media,
             signature,
+        }))
+    }
+
+    fn cube_signature(
+        &self,
+        route: &Route,
+        head: &RequestHead<'_>,
+    ) -> Result<Signature, Rejection> {
+        let sig = cube::parse_signature(
+            head.cube_signature
+                .required("repeated x-lf-signature header")?,
+        )?;
+        let (prefix, timestamp_ms) = cube::signed_prefix(
+            head.cube_version
+                .required("missing or repeated x-lf-notification-version")?,
+            head.cube_algo.required("missing or repeated x-lf-algo")?,
+            head.cube_timestamp
+                .required("missing or repeated x-lf-timestamp")?,
+        )?;
+        // Key ids are public: a plain lookup is fine; only the MAC comparison is constant-time.
+        let key = route
+            .cube_keys
+            .iter()
+            .copied()
+            .find(|&k| self.keys.get(k).is_some_and(|key| key.id == sig.key_id))
+            .ok_or(reject(Reason::InvalidSignature, "unknown key id"))?;
+        Ok(Signature::Cube {
+            key,
+            mac: sig.mac,
+            prefix,
+            timestamp_ms,
         })
     }
 
-    /// Verify the complete body. Returns the scheme and the id of the matching key.
-    pub fn verify_body(&self, pending: &Pending, body: &[u8]) -> Result<Accepted<'_>, Rejection> {
+    /// Verify the complete body at time `now_ms` (epoch milliseconds; only used when the route
+    /// has a freshness window). Returns the scheme and the id of the matching key.
+    pub fn verify_body(
+        &self,
+        pending: &Pending,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'_>, Rejection> {
+        let route = self
+            .routes
+            .get(pending.route)
+            .ok_or(reject(Reason::InternalError, "unknown route"))?;
         if body.len() > self.max_body_bytes {
-            return Err(Rejection::new(
-                Reason::BodyTooLarge,
-                "body above max_body_bytes",
-            ));
+            return Err(reject(Reason::BodyTooLarge, "body above max_body_bytes"));
         }
-        let params = Params::parse(pending.media, body, &self.md5)?;
-        let mut signer = Md5Signer::new();
-        md5_prefix(&params, self.md5.empty_values, |b| signer.update(b));
-        let index = signer.verify(&pending.signature, &self.keys)?;
-        let key = self.keys.get(index).ok_or(Rejection::new(
-            Reason::InvalidSignature,
-            "signature mismatch",
-        ))?;
-        Ok(Accepted {
-            scheme: Scheme::Md5,
-            key_id: &key.id,
-        })
+        match &pending.signature {
+            Signature::Md5(header) => {
+                let params = Params::parse(pending.media, body, &self.md5)?;
+                let partner = params.get(&route.partner_field).map(|v| v.as_str());
+                check_partner_allowlist(route, partner)?;
+                let mut signer = Md5Signer::new();
+                md5_prefix(&params, self.md5.empty_values, |b| signer.update(b));
+                let secrets = route
+                    .md5_keys
+                    .iter()
+                    .filter_map(|&k| self.keys.get(k))
+                    .map(|k| k.secret.expose());
+                let matched = signer.verify(header, secrets)?;
+                let key = route
+                    .md5_keys
+                    .get(matched)
+                    .and_then(|&k| self.keys.get(k))
+                    .ok_or(reject(Reason::InvalidSignature, "signature mismatch"))?;
+                check_key_partner(route, key, partner)?;
+                if let Some(window) = &route.freshness {
+                    let sent = params
+                        .get(&window.body_field)
+                        .and_then(|v| {
+                            freshness::parse_body_time(
+                                v.as_str(),
+                                window.body_field_utc_offset_minutes,
+                            )
+                        })
+                        .ok_or(reject(
+                            Reason::StaleNotification,
+                            "no parseable timestamp field",
+                        ))?;
+                    freshness::check(window, sent, now_ms)?;
+                }
+                Ok(Accepted::Verified {
+                    scheme: Scheme::Md5,
+                    key_id: &key.id,
+                })
+            }
+            Signature::Cube {
+                key,
+                mac,
+                prefix,
+                timestamp_ms,
+            } => {
+                let json = Json::parse(body)?;
+                let partner = json.top_level_str(&route.partner_field);
+                check_partner_allowlist(route, partner)?;
+                let key = self
+                    .keys
+                    .get(*key)
+                    .ok_or(reject(Reason::InternalError, "unknown key"))?;
+                let mut signer = CubeSigner::new(key.secret.expose());
+                signer.update(prefix);
+                cube_json(&json, &mut |b: &[u8]| signer.update(b));
+                signer.verify(mac)?;
+                check_key_partner(route, key, partner)?;
+                if let Some(window) = &route.freshness {
+                    freshness::check(window, *timestamp_ms, now_ms)?;
+                }
+                Ok(Accepted::Verified {
+                    scheme: Scheme::Cube,
+                    key_id: &key.id,
+                })
+            }
+        }
+    }
+}
+
+/// When every key of the route is bound to partners, the body's partner must be one of them.
+fn check_partner_allowlist(route: &Route, partner: Option<&str>) -> Result<(), Rejection> {
+    match (&route.partner_allowlist, partner) {
+        (None, _) => Ok(()),
+        (Some(list), Some(p)) if list.iter().any(|x| x == p) => Ok(()),
+        (Some(_), Some(_)) => Err(reject(
+            Reason::PartnerNotAllowed,
+            "partner not allowed on route",
+        )),
+        (Some(_), None) => Err(reject(
+            Reason::PartnerNotAllowed,
+            "no partner field in body",
+        )),
+    }
+}
+
+/// The key that made the signature must be allowed to sign for the body's partner.
+fn check_key_partner(route: &Route, key: &Key, partner: Option<&str>) -> Result<(), Rejection> {
+    if !route.partner_bound || key.allows_partner(partner) {
+        Ok(())
+    } else {
+        Err(reject(
+            Reason::PartnerNotAllowed,
+            "signed with another partner's key",
+        ))
     }
 }
 
@@ -181,139 +390,23 @@ pub fn sign_md5(
     Ok(signer.header_with_secret(secret))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Md5Options;
-
-    const CONFIG: &str = r#"{
-        "keys": [{"id": "old", "secret": "first-secret"}, {"id": "new", "secret": "second=secret&"}],
-        "routes": [{"name": "lf", "path_prefix": "/linksfield/"}],
-        "max_body_bytes": 256
-    }"#;
-    const BODY: &[u8] = br#"{"partner_code":"P123456","sim_id":"89860220190123456789","imsi":"4230001234567","message_type":"Binary","text_message":"device status: 1234","received_at":"1642385160000"}"#;
-    const FORM: &[u8] = b"partner_code=P123456&text_message=device+status%3A+1234";
-
-    fn config() -> Config {
-        Config::from_json(CONFIG.as_bytes(), |_| None).unwrap()
-    }
-
-    fn head<'a>(ct: &'a [u8], sig: &'a [u8]) -> RequestHead<'a> {
-        RequestHead::from_pairs([
-            (":method", &b"POST"[..]),
-            ("content-type", ct),
-            (MD5_HEADER, sig),
-        ])
-    }
-
-    fn decide(c: &Config, head: &RequestHead<'_>, body: &[u8]) -> Result<String, Reason> {
-        let p = c.check_head(0, head).map_err(|r| r.reason)?;
-        c.verify_body(&p, body)
-            .map(|a| a.header_value())
-            .map_err(|r| r.reason)
-    }
-
-    fn sig(body: &[u8], media: MediaType, secret: &str) -> String {
-        sign_md5(media, body, &Md5Options::default(), secret.as_bytes()).unwrap()
-    }
-
-    /// Independent vector (Python hashlib) for BODY signed with "first-secret".
-    #[test]
-    fn genuine_json_with_python_vector() {
-        let c = config();
-        let s = sig(BODY, MediaType::Json, "first-secret");
-        assert_eq!(s, "MzQyMjUyYTExMjUxZTlhZjY1ZjY4YTQ3MDAyNzU1YTA=");
-        assert_eq!(
-            decide(&c, &head(b"application/json", s.as_bytes()), BODY),
-            Ok("md5; key=old".into())
-        );
-    }
-
-    #[test]
-    fn genuine_form_and_second_key() {
-        let c = config();
-        let s = sig(FORM, MediaType::Form, "second=secret&");
-        let h = head(
-            b"application/x-www-form-urlencoded; charset=UTF-8",
-            s.as_bytes(),
-        );
-        assert_eq!(decide(&c, &h, FORM), Ok("md5; key=new".into()));
-    }
-
-    #[test]
-    fn every_rejection() {
-        let c = config();
-        let s = sig(BODY, MediaType::Json, "first-secret");
-        let good = head(b"application/json", s.as_bytes());
-        let mut tampered = BODY.to_vec();
-        tampered[20] ^= 1;
-        assert_eq!(decide(&c, &good, &tampered), Err(Reason::InvalidSignature));
-        assert_eq!(
-            decide(&c, &head(b"application/json", b"AAAA"), BODY),
-            Err(Reason::InvalidSignature)
-        );
-        assert_eq!(
-            decide(&c, &head(b"text/plain", s.as_bytes()), BODY),
-            Err(Reason::UnsupportedMediaType)
-        );
-        assert_eq!(
-            decide(&c, &head(b"application/json", s.as_bytes()), b"[1]"),
-            Err(Reason::MalformedBody)
-        );
-        assert_eq!(
-            decide(&c, &head(b"application/json", s.as_bytes()), b""),
-            Err(Reason::MalformedBody)
-        );
-
-        let no_sig = RequestHead::from_pairs([
-            (":method", &b"POST"[..]),
-            ("content-type", b"application/json"),
-        ]);
-        assert_eq!(decide(&c, &no_sig, BODY), Err(Reason::MissingSignature));
-        let two_sigs = RequestHead::from_pairs([
-            (":method", &b"POST"[..]),
-            ("content-type", b"application/json"),
-            (MD5_HEADER, s.as_bytes()),
-            (MD5_HEADER, s.as_bytes()),
-        ]);
-        assert_eq!(decide(&c, &two_sigs, BODY), Err(Reason::InvalidSignature));
-        let get = RequestHead {
-            method: b"GET",
-            ..good
-        };
-        assert_eq!(decide(&c, &get, BODY), Err(Reason::MethodNotAllowed));
-        let big = RequestHead {
-            content_length: HeaderValue::One(b"257"),
-            ..good
-        };
-        assert_eq!(decide(&c, &big, BODY), Err(Reason::BodyTooLarge));
-        let fits = RequestHead {
-            content_length: HeaderValue::One(b"256"),
-            ..good
-        };
-        assert!(c.check_head(0, &fits).is_ok());
-        let p = c.check_head(0, &good).unwrap();
-        assert_eq!(
-            c.verify_body(&p, &[b' '; 257]).unwrap_err().reason,
-            Reason::BodyTooLarge
-        );
-    }
-
-    #[test]
-    fn order_of_head_checks() {
-        let c = config();
-        // Wrong method wins over everything; a missing signature over a bad content type.
-        let h = RequestHead::from_pairs([(":method", &b"GET"[..])]);
-        assert_eq!(
-            c.check_head(0, &h).unwrap_err().reason,
-            Reason::MethodNotAllowed
-        );
-        let h =
-            RequestHead::from_pairs([(":method", &b"POST"[..]), ("content-type", b"text/plain")]);
-        assert_eq!(
-            c.check_head(0, &h).unwrap_err().reason,
-            Reason::MissingSignature
-        );
-        assert!(c.check_head(7, &h).is_err());
-    }
+/// Sign a Cube notification (CLI and tests): the `x-lf-signature` value.
+pub fn sign_cube(
+    body: &[u8],
+    version: &str,
+    algo: &str,
+    timestamp: &str,
+    key_id: &str,
+    key: &[u8],
+) -> Result<String, Rejection> {
+    let (prefix, _) =
+        cube::signed_prefix(version.as_bytes(), algo.as_bytes(), timestamp.as_bytes())?;
+    let json = Json::parse(body)?;
+    let mut signer = CubeSigner::new(key);
+    signer.update(&prefix);
+    cube_json(&json, &mut |b: &[u8]| signer.update(b));
+    Ok(cube::header_value(key_id, &signer.finish()))
 }
+
+#[cfg(test)]
+mod tests;

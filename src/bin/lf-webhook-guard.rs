@@ -22,11 +22,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the `x-lf-md5` header value for a notification body.
+    /// Print the signature header value for a notification body (`x-lf-md5`, or with
+    /// `--scheme cube` the `x-lf-signature`).
     #[command(after_help = "Examples:\n  \
         lf-webhook-guard sign --secret \"$LF_WEBHOOK_SECRET\" --body notification.json\n  \
-        echo -n 'sim_id=8986&text_message=hi' | lf-webhook-guard sign --secret s3cret --body -")]
+        echo -n 'sim_id=8986&text_message=hi' | lf-webhook-guard sign --secret s3cret --body -\n  \
+        lf-webhook-guard sign --scheme cube --key-id Ou8a5lyzPjN86ikmLeFC --secret-env LF_CUBE_KEY --timestamp 12345648444 --body n.json")]
     Sign {
+        /// Signature scheme.
+        #[arg(long, value_enum, default_value_t = SchemeArg::Md5)]
+        scheme: SchemeArg,
+        /// Cube: the key id (the part before `/` in x-lf-signature).
+        #[arg(long, required_if_eq("scheme", "cube"))]
+        key_id: Option<String>,
+        /// Cube: x-lf-timestamp (epoch milliseconds); default: now.
+        #[arg(long)]
+        timestamp: Option<String>,
+        /// Cube: x-lf-notification-version.
+        #[arg(long, default_value = "1.0")]
+        notification_version: String,
+        /// Cube: x-lf-algo.
+        #[arg(long, default_value = "HMAC-SHA1")]
+        algo: String,
         /// The notification secret.
         #[arg(
             long,
@@ -52,6 +69,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SchemeArg {
+    Md5,
+    Cube,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum BodyKind {
     Auto,
@@ -74,6 +97,11 @@ fn read_body(path: &PathBuf) -> Result<Vec<u8>, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Sign {
+            scheme,
+            key_id,
+            timestamp,
+            notification_version,
+            algo,
             secret,
             secret_env,
             body,
@@ -91,6 +119,34 @@ fn run(cli: Cli) -> Result<(), String> {
                 return Err("the secret is empty".into());
             }
             let body = read_body(&body)?;
+            if scheme == SchemeArg::Cube {
+                let key_id = key_id.ok_or("--key-id is required with --scheme cube")?;
+                let timestamp = match timestamp {
+                    Some(t) => t,
+                    None => std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_err(|e| e.to_string())?
+                        .as_millis()
+                        .to_string(),
+                };
+                let header = lf_webhook_guard::sign_cube(
+                    &body,
+                    &notification_version,
+                    &algo,
+                    &timestamp,
+                    &key_id,
+                    secret.as_bytes(),
+                )
+                .map_err(|r| {
+                    format!(
+                        "the filter would reject this request ({}: {})",
+                        r.reason.category(),
+                        r.detail
+                    )
+                })?;
+                println!("{header}");
+                return Ok(());
+            }
             let media = match content_type {
                 BodyKind::Auto => sniff(&body),
                 BodyKind::Json => MediaType::Json,

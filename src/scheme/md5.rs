@@ -10,14 +10,13 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::Key;
 use crate::verdict::{Reason, Rejection};
 
 /// Length of a well-formed header value (base64 of 32 bytes, padded).
 pub const HEADER_LEN: usize = 44;
 
 /// Lowercase hex digit of a nibble (0..=15), without a table lookup or a branch on the value.
-const fn hex_digit(n: u8) -> u8 {
+pub const fn hex_digit(n: u8) -> u8 {
     // 9 - n wraps to >= 0xF7 exactly when n > 9; then add the gap from '0'+10 to 'a' (39).
     b'0' + n + ((9u8.wrapping_sub(n) >> 7) * 39)
 }
@@ -61,14 +60,19 @@ impl Md5Signer {
         STANDARD.encode(self.hex_with_secret(secret))
     }
 
-    /// Verify a header value against every key; returns the index of the (first) matching key.
-    /// Surrounding white space in the header is ignored.
-    pub fn verify(&self, header: &[u8], keys: &[Key]) -> Result<usize, Rejection> {
+    /// Verify a header value against every secret; returns the index of the (first) matching
+    /// one. Every secret is always computed and compared (no early exit that would reveal which
+    /// key matched). Surrounding white space in the header is ignored.
+    pub fn verify<'k>(
+        &self,
+        header: &[u8],
+        secrets: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<usize, Rejection> {
         let provided = decode_header(header)?;
         let mut found = subtle::Choice::from(0);
         let mut index: u32 = 0;
-        for (i, key) in keys.iter().enumerate() {
-            let expected = self.hex_with_secret(key.secret.expose());
+        for (i, secret) in secrets.into_iter().enumerate() {
+            let expected = self.hex_with_secret(secret);
             let eq = expected.ct_eq(&provided);
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             // Keep the first match without branching on secret-dependent data.
@@ -116,7 +120,11 @@ fn decode_header(header: &[u8]) -> Result<[u8; 32], Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::config::{Key, Secret};
+
+    fn secrets(keys: &[Key]) -> impl Iterator<Item = &[u8]> {
+        keys.iter().map(|k| k.secret.expose())
+    }
 
     fn signer(text: &str) -> Md5Signer {
         let mut s = Md5Signer::new();
@@ -127,6 +135,9 @@ mod tests {
         Key {
             id: id.into(),
             secret: Secret::new(secret.as_bytes()),
+            partners: None,
+            md5: true,
+            cube: false,
         }
     }
 
@@ -168,7 +179,10 @@ mod tests {
         for (prefix, secret, header) in cases {
             let s = signer(prefix);
             assert_eq!(s.header_with_secret(secret.as_bytes()), header, "{prefix}");
-            assert_eq!(s.verify(header.as_bytes(), &[key("k", secret)]), Ok(0));
+            assert_eq!(
+                s.verify(header.as_bytes(), secrets(&[key("k", secret)])),
+                Ok(0)
+            );
         }
     }
 
@@ -177,15 +191,15 @@ mod tests {
         let s = signer("a=1&");
         let keys = [key("old", "one"), key("new", "two"), key("dup", "two")];
         let h = s.header_with_secret(b"two");
-        assert_eq!(s.verify(h.as_bytes(), &keys), Ok(1));
+        assert_eq!(s.verify(h.as_bytes(), secrets(&keys)), Ok(1));
         let h = s.header_with_secret(b"one");
-        assert_eq!(s.verify(h.as_bytes(), &keys), Ok(0));
+        assert_eq!(s.verify(h.as_bytes(), secrets(&keys)), Ok(0));
         let h = s.header_with_secret(b"three");
         assert_eq!(
-            s.verify(h.as_bytes(), &keys).unwrap_err().reason,
+            s.verify(h.as_bytes(), secrets(&keys)).unwrap_err().reason,
             Reason::InvalidSignature
         );
-        assert!(s.verify(h.as_bytes(), &[]).is_err());
+        assert!(s.verify(h.as_bytes(), std::iter::empty()).is_err());
     }
 
     #[test]
@@ -214,10 +228,10 @@ mod tests {
             STANDARD.encode([b'a'; 31]) + "A",
         ];
         let keys = [key("k", "k")];
-        assert_eq!(s.verify(good.as_bytes(), &keys), Ok(0));
+        assert_eq!(s.verify(good.as_bytes(), secrets(&keys)), Ok(0));
         for bad in cases {
             assert_eq!(
-                s.verify(bad.as_bytes(), &keys).unwrap_err().reason,
+                s.verify(bad.as_bytes(), secrets(&keys)).unwrap_err().reason,
                 Reason::InvalidSignature,
                 "{bad}"
             );

@@ -1,3 +1,4 @@
 //! Signature schemes: compute over canonical bytes and compare in constant time.
 
+pub mod cube;
 pub mod md5;
