@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_YAML = REPO / "envoy" / "envoy.yaml"
 DEFAULT_SECRET = "e2e-secret-0123=xyz"
 SECRET_ENV = "LF_WEBHOOK_SECRET"
+# The demo config's Cube key (envoy/envoy.yaml: /cube/): the provider's worked example.
+CUBE_KEY_ID_ENV = "LF_CUBE_KEY_ID"
+CUBE_KEY_ENV = "LF_CUBE_KEY"
+DEFAULT_CUBE_KEY_ID = "Ou8a5lyzPjN86ikmLeFC"
+DEFAULT_CUBE_KEY = "3QY0I6jA6jOfeIQbOde3CG2DeOllV1zufpFR393my78h3tCn7P1IfyUIhV3cS8ks"
 IO_TIMEOUT = 5.0
 
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -190,7 +195,8 @@ class Envoy:
     """One Envoy process built from a shipped YAML.
 
     Use as a context manager (`with Envoy(...) as envoy:`), or call start()/stop().
-    `secret=None` starts Envoy with LF_WEBHOOK_SECRET unset; `env` adds/overrides variables.
+    `secret=None` starts Envoy with LF_WEBHOOK_SECRET unset; `env` adds/overrides variables
+    (a value of None removes one). LF_CUBE_KEY_ID / LF_CUBE_KEY default to the demo Cube key.
     `plugin_config` is a dict (serialised to JSON) or a raw string (e.g. invalid JSON).
     """
 
@@ -203,7 +209,7 @@ class Envoy:
         wasm_path: str | None = None,
         plugin_config: dict | str | None = None,
         secret: str | None = DEFAULT_SECRET,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         without_filter: bool = False,
         ready_timeout: float = 20.0,
         log_level: str = "info",
@@ -215,7 +221,7 @@ class Envoy:
         self.backend_port = backend_port
         self.plugin_config = plugin_config
         self.secret = secret
-        self.extra_env = dict(env or {})
+        self.extra_env: dict[str, str | None] = dict(env or {})
         self.without_filter = without_filter
         self.ready_timeout = ready_timeout
         self.log_level = log_level
@@ -251,7 +257,10 @@ class Envoy:
         env.pop(SECRET_ENV, None)
         if self.secret is not None:
             env[SECRET_ENV] = self.secret
+        env[CUBE_KEY_ID_ENV] = DEFAULT_CUBE_KEY_ID
+        env[CUBE_KEY_ENV] = DEFAULT_CUBE_KEY
         env.update(self.extra_env)
+        env = {k: v for k, v in env.items() if v is not None}
         cmd = [
             self.envoy_bin,
             "-c", str(self.config_path),
