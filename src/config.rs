@@ -206,7 +206,10 @@ pub enum PathMatch {
 impl PathMatch {
     fn matches(&self, path: &[u8]) -> bool {
         match self {
-            PathMatch::Exact(p) => path == p.as_bytes(),
+            // A trailing slash is tolerated: many backends serve `/hook/` as `/hook`.
+            PathMatch::Exact(p) => {
+                path == p.as_bytes() || path.strip_suffix(b"/") == Some(p.as_bytes())
+            }
             PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
         }
     }
@@ -270,10 +273,82 @@ impl Config {
     }
 
     /// The protected route for a request path (query string ignored), first match wins.
+    /// See [`Config::route_index`] for how ambiguous paths are matched.
     pub fn route_for(&self, path: &[u8]) -> Option<&Route> {
-        let path = strip_query(path);
-        self.routes.iter().find(|r| r.path.matches(path))
+        self.route_index(path).and_then(|i| self.routes.get(i))
     }
+
+    /// Index of the protected route for a request path, first match wins. A path is matched
+    /// as sent AND in its normalised form (dot segments removed, repeated slashes merged,
+    /// `%2F`, `%5C` and `\` read as `/`, percent-encoded unreserved characters decoded), so
+    /// that `/x/../linksfield/a` or `/%6Cinksfield/a` cannot slip past a route that a backend
+    /// which normalises paths would serve. Envoy's own `normalize_path`/`merge_slashes` are
+    /// recommended as well (the shipped configs set them).
+    pub fn route_index(&self, path: &[u8]) -> Option<usize> {
+        let raw = strip_query(path);
+        let normalized = normalize_path(raw);
+        self.routes.iter().position(|r| {
+            r.path.matches(raw) || normalized.as_deref().is_some_and(|n| r.path.matches(n))
+        })
+    }
+}
+
+/// The normalised form of a path, or `None` when it is already normal (the common case: no
+/// allocation). See [`Config::route_index`].
+pub fn normalize_path(path: &[u8]) -> Option<Vec<u8>> {
+    let suspicious = path.iter().any(|&b| b == b'%' || b == b'\\')
+        || path.windows(2).any(|w| w == b"//" || w == b"/.");
+    if !suspicious {
+        return None;
+    }
+    // 1. Decode escapes of unreserved characters and of separators; keep other escapes.
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = path.get(i) {
+        let hex = |j: usize| path.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                let c = u8::try_from(h * 16 + l).unwrap_or(0);
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    decoded.push(c);
+                } else if c == b'/' || c == b'\\' {
+                    decoded.push(b'/');
+                } else {
+                    decoded.extend_from_slice(path.get(i..i + 3).unwrap_or_default());
+                }
+                i += 3;
+            }
+            (b'\\', ..) => {
+                decoded.push(b'/');
+                i += 1;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    // 2. Merge slashes and remove dot segments.
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            _ => segments.push(seg),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for seg in &segments {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    if out.is_empty() || trailing {
+        out.push(b'/');
+    }
+    Some(out)
 }
 
 /// The path without `?query` or `#fragment`.
@@ -738,8 +813,60 @@ mod tests {
         assert_eq!(c.route_for(b"/lf/sms/2").unwrap().name, "prefix");
         assert_eq!(c.route_for(b"/lf/").unwrap().name, "prefix");
         assert!(c.route_for(b"/lf").is_none());
+        assert_eq!(c.route_for(b"/lf/sms/").unwrap().name, "exact");
         assert!(c.route_for(b"/other").is_none());
         assert!(c.route_for(b"").is_none());
+    }
+
+    #[test]
+    fn ambiguous_paths_are_protected() {
+        let c = parse(r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"name":"lf","path_prefix":"/linksfield/"},{"name":"x","path_exact":"/hook"}]}"#).unwrap();
+        for p in [
+            &b"/x/../linksfield/sms"[..],
+            b"//linksfield/sms",
+            b"/linksfield//sms",
+            b"/./linksfield/sms",
+            b"/%6Cinksfield/sms",
+            b"/%6cinksfield/sms",
+            b"/linksfield%2Fsms",
+            b"/linksfield%2fsms",
+            b"/linksfield\\sms",
+            b"/linksfield%5Csms",
+            b"/a/b/../../linksfield/sms?q=/other",
+            b"/linksfield/../linksfield/x",
+            b"/linksfield/../other",
+        ] {
+            assert_eq!(
+                c.route_for(p).map(|r| r.name.as_str()),
+                Some("lf"),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        for p in [&b"/hook/."[..], b"//hook", b"/x/../hook", b"/ho%6Fk"] {
+            assert_eq!(
+                c.route_for(p).map(|r| r.name.as_str()),
+                Some("x"),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        for p in [
+            &b"/other"[..],
+            b"/linksfieldx",
+            b"/%2e%2e/other",
+            b"/linksfield%3Fsms",
+            b"/lf%zz",
+        ] {
+            assert!(c.route_for(p).is_none(), "{}", String::from_utf8_lossy(p));
+        }
+        assert_eq!(normalize_path(b"/plain/path"), None);
+        assert_eq!(
+            normalize_path(b"/a/./b/../c//d/").as_deref(),
+            Some(&b"/a/c/d/"[..])
+        );
+        assert_eq!(normalize_path(b"/..").as_deref(), Some(&b"/"[..]));
+        assert_eq!(normalize_path(b"/%41%2x%").as_deref(), Some(&b"/A%2x%"[..]));
     }
 
     /// Every config error names its field.

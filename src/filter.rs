@@ -210,10 +210,7 @@ impl HttpContext for GuardHttp {
             .iter()
             .find(|(name, _)| name == ":path")
             .map_or(&[][..], |(_, v)| v.as_slice());
-        let Some(route) = config
-            .route_for(path)
-            .and_then(|r| config.routes.iter().position(|x| std::ptr::eq(x, r)))
-        else {
+        let Some(route) = config.route_index(path) else {
             return Action::Continue;
         };
         self.request_id = headers
