@@ -20,7 +20,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             field: field.into(),
             message: message.into(),
@@ -53,6 +53,12 @@ struct RawConfig {
     max_body_bytes: Option<u64>,
     #[serde(default)]
     md5: RawMd5Options,
+    /// `enforce` (default) or `shadow`; see [`crate::ops`].
+    mode: Option<String>,
+    /// Edge de-duplication for every route (off when absent); see [`crate::ops::Dedup`].
+    dedup: Option<serde_json::Value>,
+    /// The filter's log level (`trace` default: Envoy's `wasm` component level decides).
+    log_level: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +85,10 @@ struct RawRoute {
     allow_unsigned: bool,
     partner_field: Option<String>,
     freshness: Option<RawFreshness>,
+    /// Overrides the top-level `mode`.
+    mode: Option<String>,
+    /// Overrides the top-level `dedup` (an object, or `false` for off).
+    dedup: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +249,10 @@ pub struct Route {
     /// The union of partners when EVERY key of the route is bound (else `None`: any partner).
     pub partner_allowlist: Option<Vec<String>>,
     pub freshness: Option<Freshness>,
+    /// What a failed verification does on this route (top-level `mode`, or the route's own).
+    pub mode: crate::ops::Mode,
+    /// Edge de-duplication on this route (top-level `dedup`, or the route's own), if any.
+    pub dedup: Option<crate::ops::Dedup>,
 }
 
 impl Route {
@@ -254,6 +268,8 @@ pub struct Config {
     pub keys: Vec<Key>,
     pub max_body_bytes: usize,
     pub md5: Md5Options,
+    /// The filter's log level, applied at configure time.
+    pub log_level: crate::ops::LogLevel,
 }
 
 impl Config {
@@ -491,6 +507,13 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         });
     }
 
+    let global_mode = crate::ops::compile_mode(raw.mode.as_deref(), Default::default(), "mode")?;
+    let global_dedup = match &raw.dedup {
+        None => None,
+        Some(v) => crate::ops::compile_dedup(v, "dedup", "global".to_string(), false)?,
+    };
+    let log_level = crate::ops::compile_log_level(raw.log_level.as_deref())?;
+
     if raw.routes.is_empty() {
         return Err(ConfigError::new(
             "routes",
@@ -637,6 +660,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             None => None,
             Some(f) => Some(compile_freshness(f, &format!("routes[{i}].freshness"))?),
         };
+        let mode = crate::ops::compile_mode(r.mode.as_deref(), global_mode, &at("mode"))?;
+        let dedup = match &r.dedup {
+            None => global_dedup.clone(),
+            Some(v) => crate::ops::compile_dedup(v, &at("dedup"), format!("route.{name}"), true)?,
+        };
         let allow = methods.join(", ");
         routes.push(Route {
             name,
@@ -652,6 +680,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             partner_bound,
             partner_allowlist,
             freshness,
+            mode,
+            dedup,
         });
     }
 
@@ -674,6 +704,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             empty_values: raw.md5.empty_values.unwrap_or_default(),
             nested_values: raw.md5.nested_values.unwrap_or_default(),
         },
+        log_level,
     })
 }
 
@@ -1076,6 +1107,58 @@ mod tests {
         ] {
             assert_eq!(parse_utc_offset(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn mode_dedup_and_log_level_inherit_and_override() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.routes[0].mode, crate::ops::Mode::Enforce);
+        assert_eq!(c.routes[0].dedup, None);
+        assert_eq!(c.log_level, crate::ops::LogLevel::Trace);
+        let c = parse(
+            r#"{"keys":[{"id":"k1","secret":"abc"}],"mode":"shadow","log_level":"warn",
+                "dedup":{"window_seconds":60,"max_entries":16},
+                "routes":[{"name":"a","path_prefix":"/a/"},
+                          {"name":"b","path_prefix":"/b/","mode":"enforce","dedup":false},
+                          {"name":"c","path_prefix":"/c/","dedup":{"window_seconds":2}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.log_level, crate::ops::LogLevel::Warn);
+        assert_eq!(c.routes[0].mode, crate::ops::Mode::Shadow);
+        assert_eq!(c.routes[1].mode, crate::ops::Mode::Enforce);
+        assert_eq!(c.routes[2].mode, crate::ops::Mode::Shadow);
+        let a = c.routes[0].dedup.as_ref().unwrap();
+        assert_eq!(
+            (a.window_ms, a.max_entries, a.table.as_str()),
+            (60_000, 16, "global")
+        );
+        assert_eq!(c.routes[1].dedup, None);
+        let r = c.routes[2].dedup.as_ref().unwrap();
+        assert_eq!(
+            (r.window_ms, r.max_entries, r.table.as_str()),
+            (2000, 10_000, "route.c")
+        );
+        for (json, field) in [
+            (r#""mode":"audit","#, "mode"),
+            (r#""log_level":"loud","#, "log_level"),
+            (r#""dedup":false,"#, "dedup"),
+            (r#""dedup":{"window_seconds":0},"#, "dedup.window_seconds"),
+        ] {
+            let text = format!(
+                r#"{{"keys":[{{"id":"k1","secret":"abc"}}],{json}"routes":[{{"path_prefix":"/a/"}}]}}"#
+            );
+            assert_eq!(parse(&text).unwrap_err().field, field, "{json}");
+        }
+        let err = parse(
+            r#"{"keys":[{"id":"k1","secret":"abc"}],"routes":[{"path_prefix":"/a/","mode":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "routes[0].mode");
+        let err = parse(
+            r#"{"keys":[{"id":"k1","secret":"abc"}],"routes":[{"path_prefix":"/a/","dedup":{"max_entries":5}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "routes[0].dedup.window_seconds");
     }
 
     #[test]

@@ -10,20 +10,98 @@ use std::rc::Rc;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::config::Config;
+use crate::config::{Config, RouteScheme};
+use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
+use crate::ops::{Mode, RejectionLog};
 use crate::verdict::Accepted;
 use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
 use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(GuardRoot { config: None, ops: None, config_failures: None })
+    });
 }}
 
 struct GuardRoot {
     config: Option<Rc<Config>>,
+    /// Counters for the current configuration (defined once in `on_configure`).
+    ops: Option<Rc<Ops>>,
+    /// Id of `lf_webhook_guard.config_failures`, defined before the configuration is parsed.
+    config_failures: Option<u32>,
+}
+
+/// The metric table of the configuration and the proxy-wasm counter id of each name.
+struct Ops {
+    table: MetricTable,
+    ids: Vec<Option<u32>>,
+}
+
+impl Ops {
+    /// Define every counter of `config` (at configure time only).
+    fn define(config: &Config) -> Ops {
+        let table = MetricTable::new(config);
+        let ids = table
+            .names()
+            .iter()
+            .map(|name| define_counter(name))
+            .collect();
+        Ops { table, ids }
+    }
+
+    /// Count one outcome; a failing host call is logged, never fatal.
+    fn inc(&self, metric: Metric) {
+        let id = self
+            .table
+            .index(metric)
+            .and_then(|i| self.ids.get(i).copied().flatten());
+        if let Some(id) = id {
+            if let Err(status) = hostcalls::increment_metric(id, 1) {
+                debug!("lf-webhook-guard: cannot increment metric {metric:?}: {status:?}");
+            }
+        }
+    }
+}
+
+fn define_counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            error!("lf-webhook-guard: cannot define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
+    use crate::ops::LogLevel as L;
+    match level {
+        L::Trace => LogLevel::Trace,
+        L::Debug => LogLevel::Debug,
+        L::Info => LogLevel::Info,
+        L::Warn => LogLevel::Warn,
+        L::Error => LogLevel::Error,
+        L::Critical => LogLevel::Critical,
+    }
+}
+
+impl GuardRoot {
+    /// Count a failed `on_configure` (visible in /stats while Envoy keeps running, e.g. a
+    /// rejected dynamic update; a failed static configuration stops Envoy).
+    fn configure_failed(&mut self) -> bool {
+        if self.config_failures.is_none() {
+            self.config_failures = define_counter(CONFIG_FAILURES);
+        }
+        if let Some(id) = self.config_failures {
+            if let Err(status) = hostcalls::increment_metric(id, 1) {
+                error!("lf-webhook-guard: cannot count configuration failure: {status:?}");
+            }
+        }
+        false
+    }
 }
 
 impl Context for GuardRoot {}
@@ -34,15 +112,17 @@ impl RootContext for GuardRoot {
             Ok(Some(raw)) => raw,
             Ok(None) => {
                 error!("lf-webhook-guard: invalid configuration: no plugin configuration given");
-                return false;
+                return self.configure_failed();
             }
             Err(status) => {
                 error!("lf-webhook-guard: cannot read plugin configuration: {status:?}");
-                return false;
+                return self.configure_failed();
             }
         };
         match Config::from_json(&raw, |name| std::env::var(name).ok()) {
             Ok(config) => {
+                proxy_wasm::set_log_level(proxy_log_level(config.log_level));
+                self.ops = Some(Rc::new(Ops::define(&config)));
                 info!(
                     "lf-webhook-guard: configured: {} route(s), {} key(s), max_body_bytes={}",
                     config.routes.len(),
@@ -56,7 +136,7 @@ impl RootContext for GuardRoot {
                 // Names the field, never a secret value. Returning false makes Envoy refuse the
                 // plugin: a statically configured Envoy does not start (fail closed).
                 error!("lf-webhook-guard: {err}");
-                false
+                self.configure_failed()
             }
         }
     }
@@ -66,6 +146,10 @@ impl RootContext for GuardRoot {
             config: self.config.clone(),
             state: State::Passthrough,
             request_id: String::new(),
+            ops: self.ops.clone(),
+            log_scheme: "-",
+            log_partner: None,
+            dedup_record: None,
         }))
     }
 
@@ -95,7 +179,24 @@ struct GuardHttp {
     config: Option<Rc<Config>>,
     state: State,
     request_id: String,
+    ops: Option<Rc<Ops>>,
+    /// Scheme named in log lines: the route's, then the request's once known.
+    log_scheme: &'static str,
+    /// Partner code from the body (unverified, sanitized when logged), once the body was read.
+    log_partner: Option<String>,
+    /// A forwarded verified delivery to record for de-duplication if the backend answers 2xx.
+    dedup_record: Option<DedupRecord>,
 }
+
+struct DedupRecord {
+    shared_key: String,
+    identity: crate::dedup::Identity,
+    window_ms: u64,
+}
+
+/// Attempts at a compare-and-swap write of a de-duplication slot before giving up (forwarding a
+/// later duplicate is the safe direction).
+const DEDUP_CAS_ATTEMPTS: usize = 4;
 
 impl Context for GuardHttp {}
 
@@ -110,15 +211,27 @@ impl GuardHttp {
     /// Answer locally and stop the request: nothing reaches the upstream.
     fn reject(&mut self, route: Option<usize>, rejection: Rejection) -> Action {
         let reason = rejection.reason;
-        let route_name = route.map_or("-", |r| self.route_name(r));
+        let mode = route
+            .and_then(|r| self.config.as_ref()?.routes.get(r))
+            .map_or(Mode::Enforce, |r| r.mode);
         warn!(
-            "lf-webhook-guard: rejected request_id={} route={} reason={} status={} detail=\"{}\"",
-            self.request_id,
-            route_name,
-            reason.category(),
-            reason.status(),
-            rejection.detail
+            "{}",
+            RejectionLog {
+                request_id: &self.request_id,
+                route: route.map_or("-", |r| self.route_name(r)),
+                scheme: self.log_scheme,
+                partner: self.log_partner.as_deref(),
+                category: reason.category(),
+                status: reason.status(),
+                mode,
+                detail: rejection.detail,
+            }
+            .line()
         );
+        if mode == Mode::Shadow {
+            return self.shadow_forward(reason);
+        }
+        self.count(Metric::Rejected(reason));
         let body = reply_body(reason, &self.request_id);
         let mut headers = vec![("content-type", "application/json")];
         let allow;
@@ -139,8 +252,159 @@ impl GuardHttp {
         Action::Pause
     }
 
+    fn count(&self, metric: Metric) {
+        if let Some(ops) = &self.ops {
+            ops.inc(metric);
+        }
+    }
+
+    /// Shadow mode: the request failed, but goes upstream marked `x-lf-verified: failed:<cat>`.
+    /// If the header cannot be set any more (e.g. body callback in buffer mode) the request is
+    /// forwarded without `x-lf-verified` (the client's was stripped): still visibly unverified.
+    fn shadow_forward(&mut self, reason: Reason) -> Action {
+        self.count(Metric::ShadowFailed(reason));
+        let value = crate::ops::shadow_header_value(reason.category());
+        if let Err(status) =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
+        {
+            warn!(
+                "lf-webhook-guard: shadow request_id={} cannot set x-lf-verified ({status:?}); \
+                 forwarded without it",
+                self.request_id
+            );
+        }
+        self.state = State::Passthrough;
+        Action::Continue
+    }
+
+    /// Count an accepted request (verified per scheme and key, or unsigned).
+    fn count_accepted(&self, accepted: &Accepted<'_>) {
+        let metric = match accepted {
+            Accepted::Unsigned => Some(Metric::UnsignedAllowed),
+            Accepted::Verified { scheme, key_id } => self
+                .config
+                .as_ref()
+                .and_then(|c| c.keys.iter().position(|k| k.id == *key_id))
+                .map(|key| Metric::Verified {
+                    scheme: *scheme,
+                    key,
+                }),
+        };
+        if let Some(metric) = metric {
+            self.count(metric);
+        }
+    }
+
+    /// Edge de-duplication after a successful verification (enforce-mode routes with `dedup`):
+    /// a recorded, unexpired identical delivery is answered locally (`Some(action)`); otherwise
+    /// the delivery is remembered, to be recorded if the backend answers 2xx (`None`).
+    fn dedup_check(
+        &mut self,
+        config: &Config,
+        pending: &Pending,
+        body: &[u8],
+        accepted: &Accepted<'_>,
+    ) -> Option<Action> {
+        let Accepted::Verified { key_id, .. } = accepted else {
+            return None;
+        };
+        let route = config.routes.get(pending.route)?;
+        let dedup = route.dedup.as_ref()?;
+        if route.mode != Mode::Enforce {
+            return None;
+        }
+        let identity = pending.dedup_identity(&route.name, body);
+        let shared_key = crate::dedup::shared_key(&dedup.table, identity.slot(dedup.max_entries));
+        let now = now_ms();
+        let stored = match hostcalls::get_shared_data(&shared_key) {
+            Ok((stored, _)) => stored,
+            Err(status) => {
+                warn!("lf-webhook-guard: dedup lookup failed ({status:?}); forwarding");
+                None
+            }
+        };
+        if crate::dedup::is_duplicate(stored.as_deref(), &identity, now) {
+            info!(
+                "lf-webhook-guard: duplicate request_id={} route={} scheme={} key={} dedup_id={} \
+                 status=200 action=local_reply",
+                self.request_id,
+                route.name,
+                pending.scheme().name(),
+                key_id,
+                identity.short()
+            );
+            self.count(Metric::DuplicatesAnswered);
+            let body = format!(
+                "{{\"status\":\"duplicate\",\"request_id\":\"{}\"}}",
+                self.request_id
+            );
+            let headers = vec![
+                ("content-type", "application/json"),
+                ("x-lf-duplicate", "true"),
+            ];
+            if let Err(status) = hostcalls::send_http_response(200, headers, Some(body.as_bytes()))
+            {
+                error!("lf-webhook-guard: cannot send duplicate reply: {status:?}; resetting");
+                let _ = hostcalls::reset_http_request();
+            }
+            self.state = State::Rejected;
+            return Some(Action::Pause);
+        }
+        self.dedup_record = Some(DedupRecord {
+            shared_key,
+            identity,
+            window_ms: dedup.window_ms,
+        });
+        None
+    }
+
+    /// The backend answered: record a remembered delivery if the status is 2xx.
+    fn dedup_record_response(&mut self) {
+        let Some(rec) = self.dedup_record.take() else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok());
+        if !matches!(status, Some(200..=299)) {
+            debug!(
+                "lf-webhook-guard: not recorded for dedup request_id={} status={status:?}",
+                self.request_id
+            );
+            return;
+        }
+        for _ in 0..DEDUP_CAS_ATTEMPTS {
+            let (stored, cas) = match hostcalls::get_shared_data(&rec.shared_key) {
+                Ok(found) => found,
+                Err(status) => {
+                    warn!("lf-webhook-guard: dedup read failed ({status:?}); not recorded");
+                    return;
+                }
+            };
+            let (value, evicts) =
+                crate::dedup::record(stored.as_deref(), &rec.identity, now_ms(), rec.window_ms);
+            match hostcalls::set_shared_data(&rec.shared_key, Some(&value), cas) {
+                Ok(()) => {
+                    self.count(Metric::DedupRecorded);
+                    if evicts {
+                        self.count(Metric::DedupEvictions);
+                    }
+                    return;
+                }
+                Err(proxy_wasm::types::Status::CasMismatch) => continue,
+                Err(status) => {
+                    warn!("lf-webhook-guard: dedup write failed ({status:?}); not recorded");
+                    return;
+                }
+            }
+        }
+        debug!("lf-webhook-guard: dedup slot busy; not recorded");
+    }
+
     /// Mark the request upstream and let it go.
     fn accept(&mut self, route: usize, accepted: Accepted<'_>) -> Action {
+        self.count_accepted(&accepted);
         let value = accepted.header_value();
         if hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
             .is_err()
@@ -184,9 +448,19 @@ impl GuardHttp {
             Ok(body) => body.unwrap_or_default(),
             Err(_) => return self.internal(route, "cannot read request body"),
         };
+        self.log_scheme = pending.scheme().name();
         match config.verify_body(&pending, &body, now_ms()) {
-            Ok(accepted) => self.accept(pending.route, accepted),
-            Err(rejection) => self.reject(route, rejection),
+            Ok(accepted) => {
+                if let Some(action) = self.dedup_check(&config, &pending, &body, &accepted) {
+                    self.count_accepted(&accepted);
+                    return action;
+                }
+                self.accept(pending.route, accepted)
+            }
+            Err(rejection) => {
+                self.log_partner = pending.partner_hint(&config, &body);
+                self.reject(route, rejection)
+            }
         }
     }
 }
@@ -213,6 +487,12 @@ impl HttpContext for GuardHttp {
         let Some(route) = config.route_index(path) else {
             return Action::Continue;
         };
+        self.count(Metric::Requests);
+        self.log_scheme = config.routes.get(route).map_or("-", |r| match r.scheme {
+            RouteScheme::Md5 => "md5",
+            RouteScheme::Cube => "cube",
+            RouteScheme::Auto => "auto",
+        });
         self.request_id = headers
             .iter()
             .find(|(name, _)| name == "x-request-id")
@@ -256,6 +536,11 @@ impl HttpContext for GuardHttp {
             State::Rejected => Action::Pause,
             State::Passthrough => Action::Continue,
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.dedup_record_response();
+        Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {

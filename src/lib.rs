@@ -33,7 +33,10 @@
 pub mod body;
 pub mod canonical;
 pub mod config;
+pub mod dedup;
 pub mod freshness;
+pub mod metrics;
+pub mod ops;
 pub mod scheme;
 pub mod verdict;
 pub mod verify;

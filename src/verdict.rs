@@ -71,7 +71,22 @@ impl Reason {
             Reason::InternalError => "internal_error",
         }
     }
+
+    /// Envoy counter of requests rejected (answered locally) for this reason:
+    /// `lf_webhook_guard.rejected.reason=<category>` (`wasmcustom.` prefix in `/stats`).
+    pub fn rejected_metric(self) -> String {
+        format!("{METRIC_PREFIX}.rejected.reason={}", self.category())
+    }
+
+    /// Envoy counter of requests that failed for this reason on a `shadow` route and were
+    /// forwarded anyway: `lf_webhook_guard.shadow_failed.reason=<category>`.
+    pub fn shadow_failed_metric(self) -> String {
+        format!("{METRIC_PREFIX}.shadow_failed.reason={}", self.category())
+    }
 }
+
+/// First segment of every metric name the filter defines (see [`crate::metrics`]).
+pub const METRIC_PREFIX: &str = "lf_webhook_guard";
 
 /// A rejection: the public [`Reason`] plus a fixed, secret-free detail for the log line.
 ///
@@ -168,6 +183,18 @@ mod tests {
         assert_eq!(Reason::MethodNotAllowed.status(), 405);
         assert_eq!(Reason::BodyTooLarge.status(), 413);
         assert_eq!(Reason::PartnerNotAllowed.status(), 403);
+    }
+
+    #[test]
+    fn metric_names_follow_the_category() {
+        assert_eq!(
+            Reason::InvalidSignature.rejected_metric(),
+            "lf_webhook_guard.rejected.reason=invalid_signature"
+        );
+        assert_eq!(
+            Reason::StaleNotification.shadow_failed_metric(),
+            "lf_webhook_guard.shadow_failed.reason=stale_notification"
+        );
     }
 
     #[test]

@@ -133,6 +133,39 @@ impl Pending {
             Signature::Cube { .. } => Scheme::Cube,
         }
     }
+
+    /// The de-duplication identity of this delivery (a hash; see [`crate::dedup`]). The
+    /// signature itself never leaves this type.
+    pub fn dedup_identity(&self, route_name: &str, body: &[u8]) -> crate::dedup::Identity {
+        let material: Vec<u8> = match &self.signature {
+            Signature::Md5(header) => header.clone(),
+            Signature::Cube {
+                key, mac, prefix, ..
+            } => {
+                let mut m = (*key as u64).to_be_bytes().to_vec();
+                m.extend_from_slice(mac);
+                m.extend_from_slice(prefix);
+                m
+            }
+        };
+        crate::dedup::Identity::new(route_name, self.scheme(), &material, body)
+    }
+
+    /// The partner named in the body (route's `partner_field`), for log lines only: unverified
+    /// and best-effort (`None` when the body does not parse). Sanitize before logging.
+    pub fn partner_hint(&self, config: &Config, body: &[u8]) -> Option<String> {
+        let field = &config.routes.get(self.route)?.partner_field;
+        match self.signature {
+            Signature::Md5(_) => Params::parse(self.media, body, &config.md5)
+                .ok()?
+                .get(field)
+                .map(|v| v.as_str().to_string()),
+            Signature::Cube { .. } => Json::parse(body)
+                .ok()?
+                .top_level_str(field)
+                .map(str::to_string),
+        }
+    }
 }
 
 const fn reject(reason: Reason, detail: &'static str) -> Rejection {

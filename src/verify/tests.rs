@@ -589,3 +589,39 @@ fn unsigned_routes() {
         Reason::MissingSignature
     );
 }
+
+fn pending(c: &Config, route: usize, head: &RequestHead<'_>) -> Pending {
+    match c.check_head(route, head).unwrap() {
+        HeadVerdict::NeedBody(p) => p,
+        HeadVerdict::ForwardUnsigned => panic!("expected NeedBody"),
+    }
+}
+
+#[test]
+fn dedup_identity_and_partner_hint() {
+    let c = config();
+    let sig = md5(BODY, MediaType::Json, "first-secret");
+    let p = pending(&c, LF, &md5_head(b"application/json", sig.as_bytes()));
+    let id = p.dedup_identity("lf", BODY);
+    assert_eq!(id, p.dedup_identity("lf", BODY));
+    assert_ne!(id, p.dedup_identity("lf", FORM));
+    assert_ne!(id, p.dedup_identity("other", BODY));
+    let other = pending(&c, LF, &md5_head(b"application/json", b"AAAA"));
+    assert_ne!(id, other.dedup_identity("lf", BODY));
+    assert_eq!(p.partner_hint(&c, BODY).as_deref(), Some("P123456"));
+    assert_eq!(p.partner_hint(&c, b"{not json").as_deref(), None);
+    assert_eq!(p.partner_hint(&c, br#"{"a":"b"}"#).as_deref(), None);
+
+    let cube = pending(&c, CUBE, &cube_head(CUBE_SIG, b"HMAC-SHA1", b"12345648444"));
+    let later = pending(&c, CUBE, &cube_head(CUBE_SIG, b"HMAC-SHA1", b"12345648445"));
+    assert_ne!(
+        cube.dedup_identity("cube", CUBE_BODY),
+        later.dedup_identity("cube", CUBE_BODY),
+        "the signed timestamp is part of the identity"
+    );
+    assert_eq!(
+        cube.partner_hint(&c, br#"{"partner_code":"P9","x":1}"#)
+            .as_deref(),
+        Some("P9")
+    );
+}

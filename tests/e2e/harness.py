@@ -506,14 +506,26 @@ BACKEND_RESPONSE = (
 )
 
 
+def backend_response(status: int) -> bytes:
+    """The backend's answer with another status (same JSON body)."""
+    if status == 200:
+        return BACKEND_RESPONSE
+    return (
+        f"HTTP/1.1 {status} Backend Says {status}\r\ncontent-type: application/json\r\n".encode()
+        + b"content-length: " + str(len(BACKEND_BODY)).encode() + b"\r\n\r\n" + BACKEND_BODY
+    )
+
+
 class RecordingBackend:
-    """Raw TCP server: records every received byte, answers complete requests with 200."""
+    """Raw TCP server: records every received byte, answers complete requests with 200
+    (or with the statuses queued by `fail_next()`, one per request)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._chunks: list[tuple[int, bytes]] = []  # (connection id, bytes) since reset()
         self._requests: list[RecordedRequest] = []
         self._next_conn = 0
+        self._statuses: list[int] = []  # queued by fail_next(), consumed one per request
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -578,7 +590,9 @@ class RecordingBackend:
                     with self._lock:
                         self._requests.append(RecordedRequest(method, path, headers, body, cid))
                     buf = buf[end:]
-                    conn.sendall(BACKEND_RESPONSE)
+                    with self._lock:
+                        status = self._statuses.pop(0) if self._statuses else 200
+                    conn.sendall(backend_response(status))
                     if (_header(headers, "connection") or "").lower() == "close":
                         return
         finally:
@@ -593,6 +607,12 @@ class RecordingBackend:
         with self._lock:
             self._chunks.clear()
             self._requests.clear()
+            self._statuses.clear()
+
+    def fail_next(self, status: int = 500, count: int = 1) -> None:
+        """Answer the next `count` complete requests with `status` instead of 200."""
+        with self._lock:
+            self._statuses.extend([status] * count)
 
     def total_bytes(self) -> int:
         with self._lock:
