@@ -62,7 +62,7 @@ GENUINE = {
     ),
     "unicode-escapes-and-raw-utf8": (
         '{"text":"caf\\u00e9 \\u4f60\\u597d \\ud83d\\ude00 \u20ac raw \u00fc",'
-        '"\\u00e9key":"v","slash":"a\\/b/c","q":"say \\"hi\\" \\\\ ok","ctl":"l1\\nl2\\t\\u0001"}'
+        '"\\u00e9key":"v","slash":"a\\/b/c","q":"say \\"hi\\" \\\\ ok","ctl":"l1\\nl2\\t\\u0001","del":"\\u007f\x7f","ls":"\\u2028\u2028"}'
     ).encode("utf-8"),
     "floats-as-written": b'{"price":1.50,"exp":1E+3,"neg":-0.0,"small":2.5e-10,"zero":0}',
     "big-integers": (
