@@ -32,6 +32,8 @@ CATEGORIES = {
     "unsupported_media_type": 415,
     "malformed_body": 400,
     "body_too_large": 413,
+    "partner_not_allowed": 403,
+    "stale_notification": 401,
 }
 
 
@@ -41,6 +43,47 @@ def sig_json(body: bytes, secret: str = SECRET, **kw) -> str:
 
 def sig_form(body: bytes, secret: str = SECRET, **kw) -> str:
     return lfsign.sign_body(body, secret, "form", **kw)
+
+
+# The demo config's Cube key (envoy/envoy.yaml, /cube/): the provider's worked example.
+CUBE_KEY_ID = harness.DEFAULT_CUBE_KEY_ID
+CUBE_KEY = harness.DEFAULT_CUBE_KEY
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def cube_headers(
+    body: bytes,
+    key_id: str = CUBE_KEY_ID,
+    key: str = CUBE_KEY,
+    *,
+    timestamp: str | int | None = None,
+    version: str = "1.0",
+    algo: str = "HMAC-SHA1",
+    ctype: str | None = JSON,
+) -> list[tuple[str, str]]:
+    """Content type + the four Cube headers, signed by lfsign (timestamp default: now)."""
+    ts = str(now_ms() if timestamp is None else timestamp)
+    hdrs = [] if ctype is None else [("content-type", ctype)]
+    return hdrs + [
+        ("x-lf-notification-version", version),
+        ("x-lf-algo", algo),
+        ("x-lf-timestamp", ts),
+        ("x-lf-signature", lfsign.sign_cube(body, key_id, key, ts, version, algo)),
+    ]
+
+
+def replace_header(headers: list[tuple[str, str]], name: str, value: str | None):
+    """A copy of headers with `name` set to value (None: removed)."""
+    out = [(k, v) for k, v in headers if k.lower() != name.lower()]
+    return out if value is None else out + [(name, value)]
+
+
+def header_of(headers: list[tuple[str, str]], name: str) -> str:
+    (value,) = [v for k, v in headers if k.lower() == name.lower()]
+    return value
 
 
 def json_body_of_size(n: int) -> bytes:
