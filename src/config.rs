@@ -246,8 +246,6 @@ pub struct Route {
     pub partner_field: String,
     /// Whether any of the route's keys is bound to partners (then the partner is checked).
     pub partner_bound: bool,
-    /// The union of partners when EVERY key of the route is bound (else `None`: any partner).
-    pub partner_allowlist: Option<Vec<String>>,
     pub freshness: Option<Freshness>,
     /// What a failed verification does on this route (top-level `mode`, or the route's own).
     pub mode: crate::ops::Mode,
@@ -637,19 +635,9 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 format!("route `{name}` verifies `{missing}` signatures but none of its keys can (see keys[].schemes, routes[].keys)"),
             ));
         }
-        let bound: Vec<&Key> = route_keys.iter().filter_map(|&x| keys.get(x)).collect();
-        let partner_bound = bound.iter().any(|k| k.partners.is_some());
-        let partner_allowlist = if bound.iter().all(|k| k.partners.is_some()) {
-            let mut all: Vec<String> = bound
-                .iter()
-                .flat_map(|k| k.partners.iter().flatten().cloned())
-                .collect();
-            all.sort();
-            all.dedup();
-            Some(all)
-        } else {
-            None
-        };
+        let partner_bound = route_keys
+            .iter()
+            .any(|&x| keys.get(x).is_some_and(|k| k.partners.is_some()));
         let partner_field = r
             .partner_field
             .unwrap_or_else(|| "partner_code".to_string());
@@ -678,7 +666,6 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             allow_unsigned: r.allow_unsigned,
             partner_field,
             partner_bound,
-            partner_allowlist,
             freshness,
             mode,
             dedup,
@@ -811,7 +798,6 @@ mod tests {
         assert!(!c.routes[0].allow_unsigned);
         assert_eq!(c.routes[0].partner_field, "partner_code");
         assert!(!c.routes[0].partner_bound);
-        assert_eq!(c.routes[0].partner_allowlist, None);
         assert_eq!(c.routes[0].freshness, None);
         assert_eq!(c.md5, Md5Options::default());
         assert_eq!(c.md5.empty_values, EmptyValues::Keep);
@@ -1032,12 +1018,7 @@ mod tests {
         };
         assert_eq!(legacy.keys, vec![1, 0]);
         assert!(legacy.partner_bound);
-        assert_eq!(
-            legacy.partner_allowlist, None,
-            "md5-old is unbound: any partner"
-        );
         assert_eq!(cube.scheme, RouteScheme::Cube);
-        assert_eq!(cube.partner_allowlist, Some(vec!["P3".to_string()]));
         let f = cube.freshness.as_ref().unwrap();
         assert_eq!(
             (

@@ -317,7 +317,6 @@ impl Config {
             Signature::Md5(header) => {
                 let params = Params::parse(pending.media, body, &self.md5)?;
                 let partner = params.get(&route.partner_field).map(|v| v.as_str());
-                check_partner_allowlist(route, partner)?;
                 let mut signer = Md5Signer::new();
                 md5_prefix(&params, self.md5.empty_values, |b| signer.update(b));
                 let secrets = route
@@ -360,7 +359,6 @@ impl Config {
             } => {
                 let json = Json::parse(body)?;
                 let partner = json.top_level_str(&route.partner_field);
-                check_partner_allowlist(route, partner)?;
                 let key = self
                     .keys
                     .get(*key)
@@ -382,23 +380,9 @@ impl Config {
     }
 }
 
-/// When every key of the route is bound to partners, the body's partner must be one of them.
-fn check_partner_allowlist(route: &Route, partner: Option<&str>) -> Result<(), Rejection> {
-    match (&route.partner_allowlist, partner) {
-        (None, _) => Ok(()),
-        (Some(list), Some(p)) if list.iter().any(|x| x == p) => Ok(()),
-        (Some(_), Some(_)) => Err(reject(
-            Reason::PartnerNotAllowed,
-            "partner not allowed on route",
-        )),
-        (Some(_), None) => Err(reject(
-            Reason::PartnerNotAllowed,
-            "no partner field in body",
-        )),
-    }
-}
-
-/// The key that made the signature must be allowed to sign for the body's partner.
+/// The key that made the signature must be allowed to sign for the body's partner. Checked
+/// AFTER the signature, so a forged request is always `invalid_signature` and learns nothing
+/// about which partners a route serves.
 fn check_key_partner(route: &Route, key: &Key, partner: Option<&str>) -> Result<(), Rejection> {
     if !route.partner_bound || key.allows_partner(partner) {
         Ok(())

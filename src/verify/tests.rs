@@ -403,7 +403,7 @@ fn partner_binding() {
         ),
         Err(Reason::PartnerNotAllowed)
     );
-    // Partner not allowed on the route at all (whatever the signature), or absent.
+    // Partner not allowed on the route, or absent: 403 once the signature is valid...
     assert_eq!(
         decide(
             &c,
@@ -413,9 +413,14 @@ fn partner_binding() {
         ),
         Err(Reason::PartnerNotAllowed)
     );
+    // ...but a forged request is always `invalid_signature`: no partner oracle.
     assert_eq!(
         decide(&c, PARTNERS, &md5_head(ct, b"junk"), p3),
-        Err(Reason::PartnerNotAllowed)
+        Err(Reason::InvalidSignature)
+    );
+    assert_eq!(
+        decide(&c, PARTNERS, &md5_head(ct, sig(p3, "wrong").as_bytes()), p3),
+        Err(Reason::InvalidSignature)
     );
     assert_eq!(
         decide(

@@ -81,7 +81,14 @@ def test_exact_path_other_method_is_405_with_allow(knobs, backend, slow):
     assert_logged_warn(knobs, "method_not_allowed", rid)
 
 
-@pytest.mark.parametrize("path", ["/hook/", "/hook/x", "/hookx", "/hoo"])
+def test_exact_path_also_protects_trailing_slash(knobs, backend):
+    # Many backends serve /hook/ as /hook: the filter protects both (README, path_exact).
+    resp = post(knobs, "/hook/", SAMPLE_JSON, None, method="PUT")
+    assert_rejection(resp, "missing_signature")
+    wait_no_upstream_bytes(backend)
+
+
+@pytest.mark.parametrize("path", ["/hook/x", "/hookx", "/hoo"])
 def test_exact_path_does_not_protect_neighbours(knobs, backend, path):
     resp = send_request(knobs.listen_port, "POST", path, [("content-type", "text/plain")], b"x")
     assert resp.status == 200, resp.body
