@@ -2,6 +2,13 @@
 //! failure paths, exit codes and stderr. Signatures the tests feed in are computed here
 //! independently (md-5 / hmac-sha1 directly, signed texts written out by hand).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -80,7 +87,13 @@ fn json(o: &Output) -> serde_json::Value {
 fn md5_header(text: &[u8], upper: bool) -> String {
     let hex: String = Md5::digest(text)
         .iter()
-        .map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") })
+        .map(|b| {
+            if upper {
+                format!("{b:02X}")
+            } else {
+                format!("{b:02x}")
+            }
+        })
         .collect();
     STANDARD.encode(hex)
 }
@@ -104,11 +117,18 @@ fn raw_request(path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
 }
 
 fn md5_request(ct: &str, sig: &str, body: &[u8]) -> Vec<u8> {
-    raw_request("/linksfield/sms", &[("Content-Type", ct), ("x-lf-md5", sig)], body)
+    raw_request(
+        "/linksfield/sms",
+        &[("Content-Type", ct), ("x-lf-md5", sig)],
+        body,
+    )
 }
 
 fn demo_config() -> String {
-    repo().join("envoy/lf-webhook-guard.json").display().to_string()
+    repo()
+        .join("envoy/lf-webhook-guard.json")
+        .display()
+        .to_string()
 }
 
 const DEMO_ENV: [(&str, &str); 3] = [
@@ -121,7 +141,14 @@ const DEMO_ENV: [(&str, &str); 3] = [
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in ["sign", "verify", "explain", "diagnose", "check-config", "completions"] {
+    for sub in [
+        "sign",
+        "verify",
+        "explain",
+        "diagnose",
+        "check-config",
+        "completions",
+    ] {
         let o = run(&[sub, "--help"]);
         assert_eq!(code(&o), 0, "{sub}");
         assert!(stdout(&o).contains("Examples:"), "{sub}: {}", stdout(&o));
@@ -159,7 +186,15 @@ fn sign_md5_value_headers_and_stdin() {
     assert_eq!(stdout(&o), format!("x-lf-md5: {want}\n"));
     // form, forced
     let o = run_env(
-        &["sign", "--secret", SECRET, "--body", "-", "--content-type", "form"],
+        &[
+            "sign",
+            "--secret",
+            SECRET,
+            "--body",
+            "-",
+            "--content-type",
+            "form",
+        ],
         &[],
         Some(b"z=1&m=a+b%21"),
     );
@@ -173,8 +208,18 @@ fn sign_md5_value_headers_and_stdin() {
 fn sign_cube_prints_all_four_headers() {
     let o = run_env(
         &[
-            "sign", "--scheme", "cube", "--key-id", CUBE_ID, "--secret-env", "K", "--timestamp",
-            "12345648444", "--body", "-", "--headers",
+            "sign",
+            "--scheme",
+            "cube",
+            "--key-id",
+            CUBE_ID,
+            "--secret-env",
+            "K",
+            "--timestamp",
+            "12345648444",
+            "--body",
+            "-",
+            "--headers",
         ],
         &[("K", CUBE_KEY)],
         Some(br#"{"name": "liguoli","age": 18}"#),
@@ -191,7 +236,15 @@ fn sign_cube_prints_all_four_headers() {
 fn sign_curl_quotes_the_body_safely() {
     let body = br#"{"text_message":"it's $HOME `x` \"q\"","a":"1"}"#;
     let o = run_env(
-        &["sign", "--secret", SECRET, "--body", "-", "--curl", "http://127.0.0.1:1/linksfield/x"],
+        &[
+            "sign",
+            "--secret",
+            SECRET,
+            "--body",
+            "-",
+            "--curl",
+            "http://127.0.0.1:1/linksfield/x",
+        ],
         &[],
         Some(body),
     );
@@ -206,16 +259,30 @@ fn sign_curl_quotes_the_body_safely() {
     let lines: Vec<&str> = args.lines().collect();
     let data = lines.iter().position(|l| *l == "--data-binary").unwrap();
     assert_eq!(lines[data + 1].as_bytes(), body);
-    let sig = md5_header(format!("a=1&text_message=it's $HOME `x` \"q\"&{SECRET}").as_bytes(), false);
-    assert!(lines.contains(&format!("x-lf-md5: {sig}").as_str()), "{args}");
+    let sig = md5_header(
+        format!("a=1&text_message=it's $HOME `x` \"q\"&{SECRET}").as_bytes(),
+        false,
+    );
+    assert!(
+        lines.contains(&format!("x-lf-md5: {sig}").as_str()),
+        "{args}"
+    );
 }
 
 #[test]
 fn sign_errors_exit_2_with_hint() {
-    let o = run_env(&["sign", "--secret-env", "UNSET_VAR_X", "--body", "-"], &[], Some(b"a=1"));
+    let o = run_env(
+        &["sign", "--secret-env", "UNSET_VAR_X", "--body", "-"],
+        &[],
+        Some(b"a=1"),
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("UNSET_VAR_X") && stderr(&o).contains("hint:"));
-    let o = run_env(&["sign", "--secret", "s", "--body", "-"], &[], Some(br#"{"a":{"n":1}}"#));
+    let o = run_env(
+        &["sign", "--secret", "s", "--body", "-"],
+        &[],
+        Some(br#"{"a":{"n":1}}"#),
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("malformed_body"), "{}", stderr(&o));
     assert_eq!(code(&run(&["sign", "--body", "-"])), 2);
@@ -227,22 +294,54 @@ fn sign_errors_exit_2_with_hint() {
 fn verify_accepts_genuine_requests_with_the_demo_config() {
     let t = Tmp::new("verify-ok");
     let body = br#"{"sim_id":"8986","text_message":"hi"}"#;
-    let sig = md5_header(format!("sim_id=8986&text_message=hi&{SECRET}").as_bytes(), false);
+    let sig = md5_header(
+        format!("sim_id=8986&text_message=hi&{SECRET}").as_bytes(),
+        false,
+    );
     let req = t.file("r.http", &md5_request("application/json", &sig, body));
-    let o = run_env(&["verify", "--request", req.to_str().unwrap(), "--config", &demo_config()], &DEMO_ENV, None);
+    let o = run_env(
+        &[
+            "verify",
+            "--request",
+            req.to_str().unwrap(),
+            "--config",
+            &demo_config(),
+        ],
+        &DEMO_ENV,
+        None,
+    );
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("x-lf-verified: md5; key=demo"));
     // Cube on /cube/ with the provider's worked example.
     let cube_body = br#"{"name": "liguoli","age": 18}"#;
-    let sig = hmac_b64(CUBE_KEY, br#"1.0:HMAC-SHA1:12345648444{"age":18,"name":"liguoli"}"#);
+    let sig = hmac_b64(
+        CUBE_KEY,
+        br#"1.0:HMAC-SHA1:12345648444{"age":18,"name":"liguoli"}"#,
+    );
     let sig = format!("{CUBE_ID}/{sig}");
     let req = raw_request(
         "/cube/usage",
-        &[("content-type", "application/json"), ("x-lf-notification-version", "1.0"),
-          ("x-lf-algo", "HMAC-SHA1"), ("x-lf-timestamp", "12345648444"), ("x-lf-signature", &sig)],
+        &[
+            ("content-type", "application/json"),
+            ("x-lf-notification-version", "1.0"),
+            ("x-lf-algo", "HMAC-SHA1"),
+            ("x-lf-timestamp", "12345648444"),
+            ("x-lf-signature", &sig),
+        ],
         cube_body,
     );
-    let o = run_env(&["verify", "--request", "-", "--config", &demo_config(), "--json"], &DEMO_ENV, Some(&req));
+    let o = run_env(
+        &[
+            "verify",
+            "--request",
+            "-",
+            "--config",
+            &demo_config(),
+            "--json",
+        ],
+        &DEMO_ENV,
+        Some(&req),
+    );
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     let v = json(&o);
     assert_eq!(v["verdict"], "accepted");
@@ -255,27 +354,77 @@ fn verify_rejections_have_the_filters_status_and_exit_codes() {
     let body = br#"{"a":"1"}"#;
     let good = md5_header(format!("a=1&{SECRET}").as_bytes(), false);
     let cases: Vec<(Vec<u8>, Reason)> = vec![
-        (md5_request("application/json", &md5_header(b"a=1&other", false), body), Reason::InvalidSignature),
-        (raw_request("/x", &[("content-type", "application/json")], body), Reason::MissingSignature),
-        (md5_request("text/plain", &good, body), Reason::UnsupportedMediaType),
-        (md5_request("application/json", &good, br#"{"a":"1","a":"2"}"#), Reason::MalformedBody),
-        (b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(), Reason::MethodNotAllowed),
+        (
+            md5_request("application/json", &md5_header(b"a=1&other", false), body),
+            Reason::InvalidSignature,
+        ),
+        (
+            raw_request("/x", &[("content-type", "application/json")], body),
+            Reason::MissingSignature,
+        ),
+        (
+            md5_request("text/plain", &good, body),
+            Reason::UnsupportedMediaType,
+        ),
+        (
+            md5_request("application/json", &good, br#"{"a":"1","a":"2"}"#),
+            Reason::MalformedBody,
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+            Reason::MethodNotAllowed,
+        ),
     ];
     for (req, reason) in cases {
         let f = t.file("r.http", &req);
-        let o = run(&["verify", "--request", f.to_str().unwrap(), "--secret", SECRET]);
-        assert_eq!(code(&o), i32::from(reason.exit_code()), "{reason:?}: {}", stdout(&o));
-        assert!(stdout(&o).starts_with(&format!("rejected (route cli): {} {}", reason.status(), reason.category())), "{}", stdout(&o));
+        let o = run(&[
+            "verify",
+            "--request",
+            f.to_str().unwrap(),
+            "--secret",
+            SECRET,
+        ]);
+        assert_eq!(
+            code(&o),
+            i32::from(reason.exit_code()),
+            "{reason:?}: {}",
+            stdout(&o)
+        );
+        assert!(
+            stdout(&o).starts_with(&format!(
+                "rejected (route cli): {} {}",
+                reason.status(),
+                reason.category()
+            )),
+            "{}",
+            stdout(&o)
+        );
         assert!(stderr(&o).contains("hint:"));
-        let o = run(&["verify", "--request", f.to_str().unwrap(), "--secret", SECRET, "--json"]);
+        let o = run(&[
+            "verify",
+            "--request",
+            f.to_str().unwrap(),
+            "--secret",
+            SECRET,
+            "--json",
+        ]);
         let v = json(&o);
         assert_eq!(v["category"], reason.category());
         assert_eq!(v["status"], reason.status());
         assert_eq!(v["exit_code"], reason.exit_code());
     }
     // never prints the secret
-    let f = t.file("r.http", &md5_request("application/json", &good, br#"{"a":"2"}"#));
-    let o = run(&["verify", "--request", f.to_str().unwrap(), "--secret", SECRET]);
+    let f = t.file(
+        "r.http",
+        &md5_request("application/json", &good, br#"{"a":"2"}"#),
+    );
+    let o = run(&[
+        "verify",
+        "--request",
+        f.to_str().unwrap(),
+        "--secret",
+        SECRET,
+    ]);
     assert_eq!(code(&o), 11);
     assert!(!stdout(&o).contains(SECRET) && !stderr(&o).contains(SECRET));
 }
@@ -288,21 +437,47 @@ fn verify_reads_lf_chunked_and_separate_header_forms() {
         "POST /linksfield/sms HTTP/1.1\nContent-Type: application/x-www-form-urlencoded\nx-lf-md5: {sig}\nTransfer-Encoding: chunked\n\n4\nb=x+\n5\ny&a=1\n0\n\n"
     );
     let f = t.file("lf.http", lf.as_bytes());
-    let o = run(&["verify", "--request", f.to_str().unwrap(), "--secret", SECRET]);
+    let o = run(&[
+        "verify",
+        "--request",
+        f.to_str().unwrap(),
+        "--secret",
+        SECRET,
+    ]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("chunked body decoded"));
     let b = t.file("body", b"b=x+y&a=1");
     let o = run(&[
-        "verify", "-H", "content-type: application/x-www-form-urlencoded", "-H", &format!("x-lf-md5: {sig}"),
-        "--body", b.to_str().unwrap(), "--secret-env", "S", "--json",
+        "verify",
+        "-H",
+        "content-type: application/x-www-form-urlencoded",
+        "-H",
+        &format!("x-lf-md5: {sig}"),
+        "--body",
+        b.to_str().unwrap(),
+        "--secret-env",
+        "S",
+        "--json",
     ]);
     // S is unset: an input error, exit 2, not a verdict
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("`S`"));
-    let o = run_env(&[
-        "verify", "-H", "content-type: application/x-www-form-urlencoded", "-H", &format!("x-lf-md5: {sig}"),
-        "--body", b.to_str().unwrap(), "--secret-env", "S", "--json",
-    ], &[("S", SECRET)], None);
+    let o = run_env(
+        &[
+            "verify",
+            "-H",
+            "content-type: application/x-www-form-urlencoded",
+            "-H",
+            &format!("x-lf-md5: {sig}"),
+            "--body",
+            b.to_str().unwrap(),
+            "--secret-env",
+            "S",
+            "--json",
+        ],
+        &[("S", SECRET)],
+        None,
+    );
     assert_eq!(json(&o)["verdict"], "accepted");
 }
 
@@ -319,10 +494,28 @@ fn verify_usage_and_input_errors_exit_2_and_unprotected_paths_exit_3() {
     let o = run(&["verify", "--request", g.to_str().unwrap(), "--secret", "s"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("request line"), "{}", stderr(&o));
-    let o = run(&["verify", "--request", f.to_str().unwrap(), "--secret", "s", "--config", "x.json"]);
+    let o = run(&[
+        "verify",
+        "--request",
+        f.to_str().unwrap(),
+        "--secret",
+        "s",
+        "--config",
+        "x.json",
+    ]);
     assert_eq!(code(&o), 2, "--config conflicts with --secret");
     let other = t.file("o.http", &raw_request("/health", &[], b""));
-    let o = run_env(&["verify", "--request", other.to_str().unwrap(), "--config", &demo_config()], &DEMO_ENV, None);
+    let o = run_env(
+        &[
+            "verify",
+            "--request",
+            other.to_str().unwrap(),
+            "--config",
+            &demo_config(),
+        ],
+        &DEMO_ENV,
+        None,
+    );
     assert_eq!(code(&o), 3);
     assert!(stdout(&o).contains("not protected"));
 }
@@ -340,14 +533,22 @@ fn readme_documents_every_exit_code() {
 
 #[test]
 fn explain_md5_json_and_form() {
-    let o = run_env(&["explain", "--body", "-"], &[], Some(br#"{"n":1.50,"b":"\u00e9","z":null,"a":true}"#));
+    let o = run_env(
+        &["explain", "--body", "-"],
+        &[],
+        Some(br#"{"n":1.50,"b":"\u00e9","z":null,"a":true}"#),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("  a=true&b=é&n=1.50&z=&<secret>\n"), "{out}");
     assert!(out.contains("literal text exactly as sent") && out.contains("n=1.50"));
     assert!(out.contains("kept as `key=`") && out.contains("sent n, b, z, a; signed a, b, n, z"));
     assert!(out.contains("escapes decoded"));
-    let o = run_env(&["explain", "--body", "-", "--skip-empty", "--json"], &[], Some(b"m=a+b%21&e=&k=1"));
+    let o = run_env(
+        &["explain", "--body", "-", "--skip-empty", "--json"],
+        &[],
+        Some(b"m=a+b%21&e=&k=1"),
+    );
     let v = json(&o);
     assert_eq!(v["signed_text"], "k=1&m=a b!&<secret>");
     let d = v["decisions"].to_string();
@@ -356,16 +557,47 @@ fn explain_md5_json_and_form() {
 
 #[test]
 fn explain_cube_and_rejected_bodies() {
-    let o = run_env(&["explain", "--scheme", "cube", "--timestamp", "12345648444", "--body", "-"], &[], Some(br#"{"name": "liguoli","age": 18}"#));
+    let o = run_env(
+        &[
+            "explain",
+            "--scheme",
+            "cube",
+            "--timestamp",
+            "12345648444",
+            "--body",
+            "-",
+        ],
+        &[],
+        Some(br#"{"name": "liguoli","age": 18}"#),
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("  1.0:HMAC-SHA1:12345648444{\"age\":18,\"name\":\"liguoli\"}\n"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("  1.0:HMAC-SHA1:12345648444{\"age\":18,\"name\":\"liguoli\"}\n"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("differs from the canonical"));
     let o = run_env(&["explain", "--body", "-"], &[], Some(br#"{"a":{"b":1}}"#));
     assert_eq!(code(&o), i32::from(Reason::MalformedBody.exit_code()));
     assert!(stderr(&o).contains("nested_values"), "{}", stderr(&o));
-    let o = run_env(&["explain", "--body", "-", "--raw-nested"], &[], Some(br#"{"a":{"b":1}}"#));
-    assert!(stdout(&o).contains(r#"a={"b":1}&<secret>"#), "{}", stdout(&o));
-    assert_eq!(code(&run_env(&["explain", "--scheme", "cube", "--body", "-"], &[], Some(b"{}"))), 2);
+    let o = run_env(
+        &["explain", "--body", "-", "--raw-nested"],
+        &[],
+        Some(br#"{"a":{"b":1}}"#),
+    );
+    assert!(
+        stdout(&o).contains(r#"a={"b":1}&<secret>"#),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        code(&run_env(
+            &["explain", "--scheme", "cube", "--body", "-"],
+            &[],
+            Some(b"{}")
+        )),
+        2
+    );
 }
 
 // --------------------------------------------------------------------------- diagnose ----
@@ -383,26 +615,87 @@ fn diagnose_finds_each_md5_variant() {
     let s = SECRET;
     let json_ct = "application/json";
     let form_ct = "application/x-www-form-urlencoded";
-    let cases: Vec<(&[u8], &str, String, Option<&str>, serde_json::Value)> = vec![
-        (br#"{"b":"2","a":"1"}"#, json_ct, md5_header(format!("a=1&b=2&{s}").as_bytes(), false), None, serde_json::json!({"md5": {}})),
-        (br#"{"e":"","a":"1","z":null}"#, json_ct, md5_header(format!("a=1&{s}").as_bytes(), false),
-         Some("empty values left out"), serde_json::json!({"md5": {"empty_values": "skip"}})),
-        (br#"{"o":{"x": [1, 2]},"a":"1"}"#, json_ct, md5_header(format!(r#"a=1&o={{"x": [1, 2]}}&{s}"#).as_bytes(), false),
-         Some("raw JSON text"), serde_json::json!({"md5": {"nested_values": "raw"}})),
-        (br#"{"n":18,"t":1642385160000,"a":"1"}"#, json_ct, md5_header(format!("a=1&n=18.0&t=1.64238516E12&{s}").as_bytes(), false),
-         Some("Java doubles"), serde_json::Value::Null),
-        (br#"{"n":1.50,"e":1e3,"a":"1"}"#, json_ct, md5_header(format!("a=1&e=1000&n=1.5&{s}").as_bytes(), false),
-         Some("shortest decimal"), serde_json::Value::Null),
-        (b"m=a+b%21&k=1", form_ct, md5_header(format!("k=1&m=a+b%21&{s}").as_bytes(), false),
-         Some("still URL-encoded"), serde_json::Value::Null),
-        (br#"{"a":"1"}"#, json_ct, md5_header(format!("a=1{s}").as_bytes(), false),
-         Some("without the `&`"), serde_json::Value::Null),
-        (br#"{"a":"1"}"#, json_ct, md5_header(format!("a=1&{s}").as_bytes(), true),
-         Some("UPPER-case hex"), serde_json::Value::Null),
-        (br#"{"a":"1"}"#, json_ct, STANDARD.encode(Md5::digest(format!("a=1&{s}").as_bytes())),
-         Some("raw 16-byte digest"), serde_json::Value::Null),
-        (br#"{"a":"1"}"#, json_ct, Md5::digest(format!("a=1&{s}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
-         Some("hex digest itself"), serde_json::Value::Null),
+    type Case<'a> = (
+        &'a [u8],
+        &'a str,
+        String,
+        Option<&'a str>,
+        serde_json::Value,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            br#"{"b":"2","a":"1"}"#,
+            json_ct,
+            md5_header(format!("a=1&b=2&{s}").as_bytes(), false),
+            None,
+            serde_json::json!({"md5": {}}),
+        ),
+        (
+            br#"{"e":"","a":"1","z":null}"#,
+            json_ct,
+            md5_header(format!("a=1&{s}").as_bytes(), false),
+            Some("empty values left out"),
+            serde_json::json!({"md5": {"empty_values": "skip"}}),
+        ),
+        (
+            br#"{"o":{"x": [1, 2]},"a":"1"}"#,
+            json_ct,
+            md5_header(format!(r#"a=1&o={{"x": [1, 2]}}&{s}"#).as_bytes(), false),
+            Some("raw JSON text"),
+            serde_json::json!({"md5": {"nested_values": "raw"}}),
+        ),
+        (
+            br#"{"n":18,"t":1642385160000,"a":"1"}"#,
+            json_ct,
+            md5_header(format!("a=1&n=18.0&t=1.64238516E12&{s}").as_bytes(), false),
+            Some("Java doubles"),
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"n":1.50,"e":1e3,"a":"1"}"#,
+            json_ct,
+            md5_header(format!("a=1&e=1000&n=1.5&{s}").as_bytes(), false),
+            Some("shortest decimal"),
+            serde_json::Value::Null,
+        ),
+        (
+            b"m=a+b%21&k=1",
+            form_ct,
+            md5_header(format!("k=1&m=a+b%21&{s}").as_bytes(), false),
+            Some("still URL-encoded"),
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"a":"1"}"#,
+            json_ct,
+            md5_header(format!("a=1{s}").as_bytes(), false),
+            Some("without the `&`"),
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"a":"1"}"#,
+            json_ct,
+            md5_header(format!("a=1&{s}").as_bytes(), true),
+            Some("UPPER-case hex"),
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"a":"1"}"#,
+            json_ct,
+            STANDARD.encode(Md5::digest(format!("a=1&{s}").as_bytes())),
+            Some("raw 16-byte digest"),
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"a":"1"}"#,
+            json_ct,
+            Md5::digest(format!("a=1&{s}").as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            Some("hex digest itself"),
+            serde_json::Value::Null,
+        ),
     ];
     for (body, ct, sig, deviation, config) in cases {
         let o = diagnose(&md5_request(ct, &sig, body), s, &[]);
@@ -412,7 +705,10 @@ fn diagnose_finds_each_md5_variant() {
             None => assert!(first["variant"].as_array().unwrap().is_empty(), "{v}"),
             Some(d) => {
                 assert_eq!(first["variant"].as_array().unwrap().len(), 1, "{v}");
-                assert!(first["variant"][0].as_str().unwrap().contains(d), "{d}: {v}");
+                assert!(
+                    first["variant"][0].as_str().unwrap().contains(d),
+                    "{d}: {v}"
+                );
             }
         }
         if config.is_null() {
@@ -429,15 +725,35 @@ fn diagnose_finds_each_md5_variant() {
 #[test]
 fn diagnose_text_output_names_the_config_and_wrong_keys() {
     let body = br#"{"e":"","a":"1"}"#;
-    let req = md5_request("application/json", &md5_header(format!("a=1&{SECRET}").as_bytes(), false), body);
-    let o = run_env(&["diagnose", "--request", "-", "--secret", SECRET], &[], Some(&req));
+    let req = md5_request(
+        "application/json",
+        &md5_header(format!("a=1&{SECRET}").as_bytes(), false),
+        body,
+    );
+    let o = run_env(
+        &["diagnose", "--request", "-", "--secret", SECRET],
+        &[],
+        Some(&req),
+    );
     assert_eq!(code(&o), 0);
-    assert!(stdout(&o).contains(r#"the filter accepts it with: "md5": {"empty_values":"skip"}"#), "{}", stdout(&o));
-    let o = run_env(&["diagnose", "--request", "-", "--secret", "wrong"], &[], Some(&req));
+    assert!(
+        stdout(&o).contains(r#"the filter accepts it with: "md5": {"empty_values":"skip"}"#),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_env(
+        &["diagnose", "--request", "-", "--secret", "wrong"],
+        &[],
+        Some(&req),
+    );
     assert_eq!(code(&o), 1);
     assert!(stdout(&o).contains("key is probably wrong"));
     let req = raw_request("/x", &[("content-type", "application/json")], body);
-    let o = run_env(&["diagnose", "--request", "-", "--secret", "s"], &[], Some(&req));
+    let o = run_env(
+        &["diagnose", "--request", "-", "--secret", "s"],
+        &[],
+        Some(&req),
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no x-lf-md5"));
 }
@@ -449,16 +765,33 @@ fn diagnose_finds_each_cube_variant() {
     let as_sent = std::str::from_utf8(body).unwrap();
     // (x-lf-algo sent, text signed, expected deviation)
     let cases = [
-        ("HMAC-SHA1", format!("1.0:HMAC-SHA1:12345648444{canonical}"), None),
-        ("hmac-sha1", format!("1.0:HMAC-SHA1:12345648444{canonical}"), Some("upper-cased")),
-        ("HMAC-SHA1", format!("1.0:HMAC-SHA1:12345648444{as_sent}"), Some("exactly as sent")),
+        (
+            "HMAC-SHA1",
+            format!("1.0:HMAC-SHA1:12345648444{canonical}"),
+            None,
+        ),
+        (
+            "hmac-sha1",
+            format!("1.0:HMAC-SHA1:12345648444{canonical}"),
+            Some("upper-cased"),
+        ),
+        (
+            "HMAC-SHA1",
+            format!("1.0:HMAC-SHA1:12345648444{as_sent}"),
+            Some("exactly as sent"),
+        ),
     ];
     for (algo, text, deviation) in cases {
         let sig = format!("{CUBE_ID}/{}", hmac_b64(CUBE_KEY, text.as_bytes()));
         let req = raw_request(
             "/cube/x",
-            &[("content-type", "application/json"), ("x-lf-notification-version", "1.0"),
-              ("x-lf-algo", algo), ("x-lf-timestamp", "12345648444"), ("x-lf-signature", &sig)],
+            &[
+                ("content-type", "application/json"),
+                ("x-lf-notification-version", "1.0"),
+                ("x-lf-algo", algo),
+                ("x-lf-timestamp", "12345648444"),
+                ("x-lf-signature", &sig),
+            ],
             body,
         );
         let o = diagnose(&req, CUBE_KEY, &["--key-id", CUBE_ID]);
@@ -471,7 +804,10 @@ fn diagnose_finds_each_cube_variant() {
             }
             Some(d) => {
                 assert_eq!(code(&o), 3, "{v}");
-                assert!(variant.len() == 1 && variant[0].as_str().unwrap().contains(d), "{v}");
+                assert!(
+                    variant.len() == 1 && variant[0].as_str().unwrap().contains(d),
+                    "{v}"
+                );
             }
         }
         let o = diagnose(&req, "not-the-key", &[]);
@@ -496,15 +832,28 @@ fn check_config_plugin_json() {
     assert_eq!(code(&o), 1);
     let v = json(&o);
     let problems = v["problems"].to_string();
-    assert!(problems.contains("keys[1].secret_env") && problems.contains("LF_CUBE_KEY"), "{problems}");
-    assert!(problems.contains("keys[1].id_env") && problems.contains("LF_CUBE_KEY_ID"), "{problems}");
+    assert!(
+        problems.contains("keys[1].secret_env") && problems.contains("LF_CUBE_KEY"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("keys[1].id_env") && problems.contains("LF_CUBE_KEY_ID"),
+        "{problems}"
+    );
     assert!(!problems.contains("LF_WEBHOOK_SECRET"));
     assert_eq!(code(&check(&json_path, &[], &["--no-env"])), 0);
     let t = Tmp::new("cc-json");
-    let bad = t.file("bad.json", br#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"nope"}]}"#);
+    let bad = t.file(
+        "bad.json",
+        br#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"nope"}]}"#,
+    );
     let o = check(&bad, &[], &[]);
     assert_eq!(code(&o), 1);
-    assert!(stdout(&o).contains("routes[0].path_prefix: must start with `/`"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("routes[0].path_prefix: must start with `/`"),
+        "{}",
+        stdout(&o)
+    );
     let o = check(&t.file("x.yaml", b"{ [ unbalanced"), &[], &[]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("hint:"));
@@ -520,24 +869,47 @@ fn check_config_envoy_yaml() {
     let t = Tmp::new("cc-yaml");
     // No allow_on_headers_stop_iteration, secret variable not passed to the VM.
     let broken = text
-        .replace("allow_on_headers_stop_iteration: true", "allow_on_headers_stop_iteration: false")
-        .replace(r#"host_env_keys: ["LF_WEBHOOK_SECRET", "#, "host_env_keys: [");
+        .replace(
+            "allow_on_headers_stop_iteration: true",
+            "allow_on_headers_stop_iteration: false",
+        )
+        .replace(
+            r#"host_env_keys: ["LF_WEBHOOK_SECRET", "#,
+            "host_env_keys: [",
+        );
     let o = check(&t.file("a.yaml", broken.as_bytes()), &DEMO_ENV, &["--json"]);
     assert_eq!(code(&o), 1);
     let p = json(&o)["problems"].to_string();
-    assert!(p.contains("http_filters[0].typed_config.config.allow_on_headers_stop_iteration"), "{p}");
-    assert!(p.contains("keys[0].secret_env") && p.contains("host_env_keys"), "{p}");
+    assert!(
+        p.contains("http_filters[0].typed_config.config.allow_on_headers_stop_iteration"),
+        "{p}"
+    );
+    assert!(
+        p.contains("keys[0].secret_env") && p.contains("host_env_keys"),
+        "{p}"
+    );
     // hold_headers: false needs a buffer filter after the wasm filter.
-    let buffer_mode = text.replace(r#""max_body_bytes": 65536"#, r#""max_body_bytes": 65536, "hold_headers": false"#);
+    let buffer_mode = text.replace(
+        r#""max_body_bytes": 65536"#,
+        r#""max_body_bytes": 65536, "hold_headers": false"#,
+    );
     let o = check(&t.file("b.yaml", buffer_mode.as_bytes()), &DEMO_ENV, &[]);
     assert_eq!(code(&o), 1);
-    assert!(stdout(&o).contains("no envoy.filters.http.buffer filter follows"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("no envoy.filters.http.buffer filter follows"),
+        "{}",
+        stdout(&o)
+    );
     let with_buffer = buffer_mode.replace(
         "          - name: envoy.filters.http.router",
         "          - name: envoy.filters.http.buffer\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              max_request_bytes: 65536\n          - name: envoy.filters.http.router",
     );
     let o = check(&t.file("c.yaml", with_buffer.as_bytes()), &DEMO_ENV, &[]);
-    assert!(!stdout(&o).contains("buffer filter follows"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("buffer filter follows"),
+        "{}",
+        stdout(&o)
+    );
     // No lf_webhook_guard filter at all.
     let none = text.replace("lf_webhook_guard.wasm", "other.wasm");
     let o = check(&t.file("d.yaml", none.as_bytes()), &DEMO_ENV, &[]);
