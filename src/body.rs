@@ -385,6 +385,31 @@ impl<'a> Json<'a> {
     }
 }
 
+// ------------------------------------------------------------------- as sent (CLI only) ----
+
+/// The top-level members of a JSON object body AS SENT: each key decoded, each value's raw JSON
+/// text, in body order, duplicates kept. For the CLI (`explain`, `diagnose`), which describes
+/// and varies the rules; the filter itself only uses [`Params::parse`] and [`Json::parse`].
+pub fn json_members_as_sent(body: &[u8]) -> Result<Vec<(Cow<'_, str>, &RawValue)>, Rejection> {
+    let top: TopLevel<'_> = serde_json::from_slice(body)
+        .map_err(|_| malformed("not a single well-formed JSON object"))?;
+    Ok(top.0)
+}
+
+/// The pairs of a form body AS SENT (not decoded): split on `&`, then on the first `=`; empty
+/// segments skipped, as [`Params::parse`] does. For the CLI (`explain`, `diagnose`).
+pub fn form_pairs_as_sent(body: &[u8]) -> Vec<(&[u8], &[u8])> {
+    body.split(|&b| b == b'&')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            let mut parts = segment.splitn(2, |&b| b == b'=');
+            let key = parts.next().unwrap_or_default();
+            let value = parts.next().unwrap_or_default();
+            (key, value)
+        })
+        .collect()
+}
+
 // ----------------------------------------------------------------------------------- form ----
 
 fn parse_form(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {

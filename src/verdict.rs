@@ -56,6 +56,14 @@ impl Reason {
         }
     }
 
+    /// Exit status of the CLI (`verify`) for a request rejected for this reason: `10 +` the
+    /// reason's position in [`Reason::ALL`] (missing_signature 10, invalid_signature 11, ...).
+    /// New reasons must be APPENDED to `ALL` so that existing codes never change.
+    pub fn exit_code(self) -> u8 {
+        let index = Reason::ALL.iter().position(|&r| r == self).unwrap_or(0);
+        10u8.saturating_add(u8::try_from(index).unwrap_or(u8::MAX))
+    }
+
     /// Stable public category: the `error` field of the reply body, the `reason=` of the log line
     /// and the metric suffix.
     pub const fn category(self) -> &'static str {
@@ -195,6 +203,19 @@ mod tests {
             Reason::StaleNotification.shadow_failed_metric(),
             "lf_webhook_guard.shadow_failed.reason=stale_notification"
         );
+    }
+
+    #[test]
+    fn exit_codes_are_stable_and_distinct() {
+        let codes: Vec<u8> = Reason::ALL.iter().map(|r| r.exit_code()).collect();
+        assert_eq!(
+            codes,
+            (10..10 + Reason::ALL.len() as u8).collect::<Vec<_>>()
+        );
+        assert_eq!(Reason::MissingSignature.exit_code(), 10);
+        assert_eq!(Reason::InvalidSignature.exit_code(), 11);
+        assert_eq!(Reason::MalformedBody.exit_code(), 12);
+        assert_eq!(Reason::InternalError.exit_code(), 18);
     }
 
     #[test]

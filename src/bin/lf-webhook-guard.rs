@@ -1,19 +1,37 @@
-//! `lf-webhook-guard`: sign Linksfield notification bodies with the same core as the filter.
+//! `lf-webhook-guard`: sign, verify, explain and diagnose Linksfield notifications with the same
+//! core as the filter, and check plugin / Envoy configurations.
+//!
+//! Exit status: 0 success/accepted; 2 usage or input error; `verify`: 10.. per rejection
+//! category (`Reason::exit_code`), 3 not a protected route; `diagnose`: 1 no variant matches,
+//! 3 only variants the filter cannot be configured for; `check-config`: 1 problems found.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use lf_webhook_guard::body::sniff;
-use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues};
-use lf_webhook_guard::{sign_md5, MediaType};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+#[path = "lf-webhook-guard/check_config.rs"]
+mod check_config;
+#[path = "lf-webhook-guard/diagnose.rs"]
+mod diagnose;
+#[path = "lf-webhook-guard/explain.rs"]
+mod explain;
+#[path = "lf-webhook-guard/input.rs"]
+mod input;
+#[path = "lf-webhook-guard/sign.rs"]
+mod sign;
+#[path = "lf-webhook-guard/verify.rs"]
+mod verify;
+
+use input::CliError;
 
 #[derive(Parser)]
 #[command(
     name = "lf-webhook-guard",
     version,
-    about = "Sign and check Linksfield webhook notifications"
+    about = "Sign, verify, explain and diagnose Linksfield webhook notifications",
+    after_help = "Exit status: 0 ok/accepted, 2 usage or input error; see each subcommand's --help."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,165 +41,81 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the signature header value for a notification body (`x-lf-md5`, or with
-    /// `--scheme cube` the `x-lf-signature`).
+    /// `--scheme cube` the `x-lf-signature`), all headers (--headers), or a curl command (--curl).
     #[command(after_help = "Examples:\n  \
-        lf-webhook-guard sign --secret \"$LF_WEBHOOK_SECRET\" --body notification.json\n  \
+        lf-webhook-guard sign --secret-env LF_WEBHOOK_SECRET --body notification.json\n  \
         echo -n 'sim_id=8986&text_message=hi' | lf-webhook-guard sign --secret s3cret --body -\n  \
-        lf-webhook-guard sign --scheme cube --key-id Ou8a5lyzPjN86ikmLeFC --secret-env LF_CUBE_KEY --timestamp 12345648444 --body n.json")]
-    Sign {
-        /// Signature scheme.
-        #[arg(long, value_enum, default_value_t = SchemeArg::Md5)]
-        scheme: SchemeArg,
-        /// Cube: the key id (the part before `/` in x-lf-signature).
-        #[arg(long, required_if_eq("scheme", "cube"))]
-        key_id: Option<String>,
-        /// Cube: x-lf-timestamp (epoch milliseconds); default: now.
-        #[arg(long)]
-        timestamp: Option<String>,
-        /// Cube: x-lf-notification-version.
-        #[arg(long, default_value = "1.0")]
-        notification_version: String,
-        /// Cube: x-lf-algo.
-        #[arg(long, default_value = "HMAC-SHA1")]
-        algo: String,
-        /// The notification secret.
-        #[arg(
-            long,
-            conflicts_with = "secret_env",
-            required_unless_present = "secret_env"
-        )]
-        secret: Option<String>,
-        /// Read the secret from this environment variable instead.
-        #[arg(long, value_name = "VAR")]
-        secret_env: Option<String>,
-        /// Body file (`-` for standard input).
-        #[arg(long)]
-        body: PathBuf,
-        /// Body encoding; `auto` treats a body starting with `{` as JSON, anything else as form.
-        #[arg(long, value_enum, default_value_t = BodyKind::Auto)]
-        content_type: BodyKind,
-        /// Leave pairs with empty values out of the signed text (filter option `md5.empty_values: skip`).
-        #[arg(long)]
-        skip_empty: bool,
-        /// Sign nested JSON values as their raw text (filter option `md5.nested_values: raw`).
-        #[arg(long)]
-        raw_nested: bool,
+        lf-webhook-guard sign --scheme cube --key-id Ou8a5lyzPjN86ikmLeFC --secret-env LF_CUBE_KEY --timestamp 12345648444 --body n.json --headers\n  \
+        lf-webhook-guard sign --secret-env LF_WEBHOOK_SECRET --body n.json --curl http://127.0.0.1:10000/linksfield/sms | sh")]
+    Sign(sign::SignArgs),
+    /// Print the verdict the filter would give for a captured request.
+    #[command(after_help = "Examples:\n  \
+        lf-webhook-guard verify --request captured.http --config envoy/lf-webhook-guard.json\n  \
+        lf-webhook-guard verify --request captured.http --secret-env LF_WEBHOOK_SECRET\n  \
+        lf-webhook-guard verify -H 'content-type: application/json' -H \"x-lf-md5: $SIG\" --body n.json --secret-env LF_WEBHOOK_SECRET --json\n\n\
+        Exit status: 0 accepted; 10 missing_signature, 11 invalid_signature, 12 malformed_body,\n\
+        13 unsupported_media_type, 14 method_not_allowed, 15 body_too_large, 16 partner_not_allowed,\n\
+        17 stale_notification, 18 internal_error; 3 no protected route matches the path; 2 usage or input error.")]
+    Verify(verify::VerifyArgs),
+    /// Print the exact text the filter signs for a body (secret redacted) and every
+    /// canonicalisation decision that applied.
+    #[command(after_help = "Examples:\n  \
+        lf-webhook-guard explain --body notification.json\n  \
+        lf-webhook-guard explain --body body.txt --content-type form --skip-empty\n  \
+        lf-webhook-guard explain --request captured.http --config envoy/lf-webhook-guard.json --json\n\n\
+        Exit status: 0; the verify exit code of the rejection when the filter rejects the body; 2 usage or input error.")]
+    Explain(explain::ExplainArgs),
+    /// Find which variant of the signing rules a genuine request was signed with, and the filter
+    /// configuration that accepts it.
+    #[command(after_help = "Examples:\n  \
+        lf-webhook-guard diagnose --request rejected.http --secret-env LF_WEBHOOK_SECRET\n  \
+        lf-webhook-guard diagnose --request cube.http --secret-env LF_CUBE_KEY --key-id Ou8a5lyzPjN86ikmLeFC --json\n\n\
+        Exit status: 0 a variant matches that the filter accepts (as configured or with the printed option);\n\
+        3 only variants the filter cannot be configured for; 1 no variant matches (wrong key?); 2 usage or input error.")]
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Validate a plugin configuration (JSON) or every lf_webhook_guard filter in an Envoy YAML.
+    #[command(after_help = "Examples:\n  \
+        lf-webhook-guard check-config envoy/lf-webhook-guard.json\n  \
+        lf-webhook-guard check-config envoy/envoy.yaml --no-env --json\n\n\
+        Exit status: 0 no problem; 1 problems found (each with its field path); 2 usage or input error.")]
+    CheckConfig(check_config::CheckConfigArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        lf-webhook-guard completions bash > /etc/bash_completion.d/lf-webhook-guard\n  \
+        lf-webhook-guard completions zsh > \"${fpath[1]}/_lf-webhook-guard\"\n  \
+        lf-webhook-guard completions fish > ~/.config/fish/completions/lf-webhook-guard.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum SchemeArg {
-    Md5,
-    Cube,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BodyKind {
-    Auto,
-    Json,
-    Form,
-}
-
-fn read_body(path: &PathBuf) -> Result<Vec<u8>, String> {
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        Ok(buf)
-    } else {
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    }
-}
-
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
-        Command::Sign {
-            scheme,
-            key_id,
-            timestamp,
-            notification_version,
-            algo,
-            secret,
-            secret_env,
-            body,
-            content_type,
-            skip_empty,
-            raw_nested,
-        } => {
-            let secret = match (secret, secret_env) {
-                (Some(s), _) => s,
-                (None, Some(var)) => std::env::var(&var)
-                    .map_err(|_| format!("environment variable `{var}` is not set"))?,
-                (None, None) => return Err("give --secret or --secret-env".into()),
-            };
-            if secret.is_empty() {
-                return Err("the secret is empty".into());
-            }
-            let body = read_body(&body)?;
-            if scheme == SchemeArg::Cube {
-                let key_id = key_id.ok_or("--key-id is required with --scheme cube")?;
-                let timestamp = match timestamp {
-                    Some(t) => t,
-                    None => std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_err(|e| e.to_string())?
-                        .as_millis()
-                        .to_string(),
-                };
-                let header = lf_webhook_guard::sign_cube(
-                    &body,
-                    &notification_version,
-                    &algo,
-                    &timestamp,
-                    &key_id,
-                    secret.as_bytes(),
-                )
-                .map_err(|r| {
-                    format!(
-                        "the filter would reject this request ({}: {})",
-                        r.reason.category(),
-                        r.detail
-                    )
-                })?;
-                println!("{header}");
-                return Ok(());
-            }
-            let media = match content_type {
-                BodyKind::Auto => sniff(&body),
-                BodyKind::Json => MediaType::Json,
-                BodyKind::Form => MediaType::Form,
-            };
-            let opts = Md5Options {
-                empty_values: if skip_empty {
-                    EmptyValues::Skip
-                } else {
-                    EmptyValues::Keep
-                },
-                nested_values: if raw_nested {
-                    NestedValues::Raw
-                } else {
-                    NestedValues::Reject
-                },
-            };
-            let header = sign_md5(media, &body, &opts, secret.as_bytes()).map_err(|r| {
-                format!(
-                    "the filter would reject this body ({}: {}); hint: check the encoding with --content-type",
-                    r.reason.category(),
-                    r.detail
-                )
-            })?;
-            println!("{header}");
-            Ok(())
+        Command::Sign(args) => sign::run(args).map(|()| 0),
+        Command::Verify(args) => verify::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Diagnose(args) => diagnose::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lf-webhook-guard", &mut out);
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| CliError::new(format!("cannot write output: {e}")))?;
+            Ok(0)
         }
     }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("lf-webhook-guard: error: {msg}");
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("lf-webhook-guard: error: {}", e.message);
+            if let Some(hint) = e.hint {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(2)
         }
     }
