@@ -5,7 +5,10 @@
 //! trait helpers unwrap, and a panic would kill the VM.
 #![allow(unsafe_code)] // `proxy_wasm::main!` expands to an unsafe call of the Wasm constructors.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -19,11 +22,84 @@ use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(GuardRoot { config: None, watch: Rc::default() })
+    });
 }}
 
 struct GuardRoot {
     config: Option<Rc<Config>>,
+    /// Hold mode: requests paused in their headers that have had no body callback yet.
+    watch: Rc<RefCell<HoldWatch>>,
+}
+
+/// Hold-mode watchdog state of one worker, shared by the root context (which scans it on every
+/// tick) and the HTTP contexts (which register when they pause on headers and leave at their
+/// first body callback, or when they end).
+#[derive(Default)]
+struct HoldWatch {
+    held: HashMap<u32, Held>,
+    /// A body callback arrived after a header hold on this worker: Envoy does deliver bodies to
+    /// held requests (`allow_on_headers_stop_iteration` is set), so a later timeout is a stalled
+    /// client (408), not a misconfiguration (500).
+    body_after_hold_seen: bool,
+}
+
+struct Held {
+    since_ms: u64,
+    request_id: String,
+    route: String,
+}
+
+/// How often the root context scans held requests: a fifth of the timeout, 20 ms..1 s.
+fn tick_period(hold_timeout_ms: u64) -> Duration {
+    Duration::from_millis((hold_timeout_ms / 5).clamp(20, 1000))
+}
+
+impl GuardRoot {
+    /// Answer a request that was held longer than `hold_timeout_ms` without a body callback.
+    fn answer_expired(&self, context_id: u32, held: Held, body_seen: bool, timeout_ms: u64) {
+        let (reason, detail) = if body_seen {
+            (
+                Reason::RequestTimeout,
+                "no request body within hold_timeout_ms",
+            )
+        } else {
+            error!(
+                "lf-webhook-guard: request_id={} route={} was held {} ms without any request body \
+                 callback: Envoy does not deliver the body to a filter that paused on headers. Set \
+                 `allow_on_headers_stop_iteration: true` in the Wasm filter's config (Envoy >= \
+                 1.35), or set \"hold_headers\": false in the plugin configuration and place \
+                 envoy.filters.http.buffer after this filter",
+                held.request_id, held.route, timeout_ms
+            );
+            (
+                Reason::FilterMisconfigured,
+                "held request got no body callback: allow_on_headers_stop_iteration missing?",
+            )
+        };
+        warn!(
+            "lf-webhook-guard: rejected request_id={} route={} reason={} status={} detail=\"{}\"",
+            held.request_id,
+            held.route,
+            reason.category(),
+            reason.status(),
+            detail
+        );
+        if hostcalls::set_effective_context(context_id).is_err() {
+            debug!("lf-webhook-guard: held request {context_id} is gone");
+            return;
+        }
+        let body = reply_body(reason, &held.request_id);
+        if let Err(status) = hostcalls::send_http_response(
+            reason.status(),
+            vec![("content-type", "application/json")],
+            Some(body.as_bytes()),
+        ) {
+            error!("lf-webhook-guard: cannot send local reply: {status:?}; resetting");
+            let _ = hostcalls::reset_http_request();
+        }
+    }
 }
 
 impl Context for GuardRoot {}
@@ -49,6 +125,19 @@ impl RootContext for GuardRoot {
                     config.keys.len(),
                     config.max_body_bytes
                 );
+                info!(
+                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={}",
+                    config.hold_headers, config.hold_timeout_ms
+                );
+                let period = if config.hold_headers && config.hold_timeout_ms > 0 {
+                    tick_period(config.hold_timeout_ms)
+                } else {
+                    Duration::ZERO
+                };
+                if let Err(status) = hostcalls::set_tick_period(period) {
+                    error!("lf-webhook-guard: cannot start the hold watchdog timer: {status:?}");
+                    return false;
+                }
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -61,11 +150,44 @@ impl RootContext for GuardRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let timeout = self.config.as_ref().map_or(0, |c| c.hold_timeout_ms);
+        if timeout == 0 {
+            return;
+        }
+        let now = now_ms();
+        // Take the expired entries out first: answering one can re-enter the HTTP context
+        // (which then must be able to borrow the watch).
+        let (expired, body_seen) = match self.watch.try_borrow_mut() {
+            Ok(mut watch) => {
+                let ids: Vec<u32> = watch
+                    .held
+                    .iter()
+                    .filter(|(_, h)| now.saturating_sub(h.since_ms) >= timeout)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let expired: Vec<(u32, Held)> = ids
+                    .into_iter()
+                    .filter_map(|id| watch.held.remove(&id).map(|h| (id, h)))
+                    .collect();
+                (expired, watch.body_after_hold_seen)
+            }
+            Err(_) => return,
+        };
+        for (context_id, held) in expired {
+            self.answer_expired(context_id, held, body_seen, timeout);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(GuardHttp {
             config: self.config.clone(),
             state: State::Passthrough,
             request_id: String::new(),
+            context_id,
+            watch: Rc::clone(&self.watch),
+            watched: false,
+            verified_preset: false,
         }))
     }
 
@@ -95,9 +217,26 @@ struct GuardHttp {
     config: Option<Rc<Config>>,
     state: State,
     request_id: String,
+    context_id: u32,
+    watch: Rc<RefCell<HoldWatch>>,
+    /// Registered in `watch` (held on headers, no body callback yet).
+    watched: bool,
+    /// Buffer mode: `x-lf-verified` was set while the headers passed; the body callback must not
+    /// touch request headers (the host call fails once the headers have continued).
+    verified_preset: bool,
 }
 
 impl Context for GuardHttp {}
+
+impl Drop for GuardHttp {
+    fn drop(&mut self) {
+        if self.watched {
+            if let Ok(mut watch) = self.watch.try_borrow_mut() {
+                watch.held.remove(&self.context_id);
+            }
+        }
+    }
+}
 
 impl GuardHttp {
     fn route_name(&self, route: usize) -> &str {
@@ -142,8 +281,9 @@ impl GuardHttp {
     /// Mark the request upstream and let it go.
     fn accept(&mut self, route: usize, accepted: Accepted<'_>) -> Action {
         let value = accepted.header_value();
-        if hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
-            .is_err()
+        if !self.verified_preset
+            && hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
+                .is_err()
         {
             return self.internal(Some(route), "cannot set x-lf-verified");
         }
@@ -155,6 +295,35 @@ impl GuardHttp {
         );
         self.state = State::Passthrough;
         Action::Continue
+    }
+
+    /// Hold mode: register this request with the root context's watchdog.
+    fn watch_hold(&mut self, route: usize) {
+        let held = Held {
+            since_ms: now_ms(),
+            request_id: self.request_id.clone(),
+            route: self.route_name(route).to_string(),
+        };
+        if let Ok(mut watch) = self.watch.try_borrow_mut() {
+            watch.held.insert(self.context_id, held);
+            self.watched = true;
+        }
+    }
+
+    /// A body or trailers callback arrived: leave the watchdog. Returns false when the watchdog
+    /// already answered this request (it must then stay stopped).
+    fn body_arrived(&mut self) -> bool {
+        if !self.watched {
+            return true;
+        }
+        self.watched = false;
+        match self.watch.try_borrow_mut() {
+            Ok(mut watch) => {
+                watch.body_after_hold_seen = true;
+                watch.held.remove(&self.context_id).is_some()
+            }
+            Err(_) => true,
+        }
     }
 
     fn internal(&mut self, route: Option<usize>, detail: &'static str) -> Action {
@@ -225,6 +394,7 @@ impl HttpContext for GuardHttp {
             Err(rejection) => self.reject(Some(route), rejection),
             Ok(HeadVerdict::ForwardUnsigned) => self.accept(route, Accepted::Unsigned),
             Ok(HeadVerdict::NeedBody(pending)) => {
+                let preset = (!config.hold_headers).then(|| config.verified_at_head(&pending));
                 self.state = State::Holding {
                     pending,
                     buffered: 0,
@@ -232,7 +402,23 @@ impl HttpContext for GuardHttp {
                 if end_of_stream {
                     // No body: decide now.
                     self.finish(0)
+                } else if let Some(value) = preset {
+                    // Buffer mode: the headers continue to envoy.filters.http.buffer, which holds
+                    // them until this filter lets the body go. Request headers can only be
+                    // changed now; a rejection later still answers locally.
+                    if hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        VERIFIED_HEADER,
+                        Some(&value),
+                    )
+                    .is_err()
+                    {
+                        return self.internal(Some(route), "cannot set x-lf-verified");
+                    }
+                    self.verified_preset = true;
+                    Action::Continue
                 } else {
+                    self.watch_hold(route);
                     Action::Pause
                 }
             }
@@ -240,6 +426,10 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.body_arrived() {
+            self.state = State::Rejected;
+            return Action::Pause;
+        }
         let limit = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match &mut self.state {
             State::Holding { pending, buffered } => {
@@ -262,6 +452,10 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.body_arrived() {
+            self.state = State::Rejected;
+            return Action::Pause;
+        }
         match &self.state {
             State::Holding { buffered, .. } => {
                 let size = *buffered;
