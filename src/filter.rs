@@ -5,7 +5,10 @@
 //! trait helpers unwrap, and a panic would kill the VM.
 #![allow(unsafe_code)] // `proxy_wasm::main!` expands to an unsafe call of the Wasm constructors.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -22,7 +25,7 @@ use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(GuardRoot { config: None, ops: None, config_failures: None })
+        Box::new(GuardRoot { config: None, ops: None, config_failures: None, watch: Rc::default() })
     });
 }}
 
@@ -32,6 +35,8 @@ struct GuardRoot {
     ops: Option<Rc<Ops>>,
     /// Id of `lf_webhook_guard.config_failures`, defined before the configuration is parsed.
     config_failures: Option<u32>,
+    /// Hold mode: requests paused in their headers that have had no body callback yet.
+    watch: Rc<RefCell<HoldWatch>>,
 }
 
 /// The metric table of the configuration and the proxy-wasm counter id of each name.
@@ -88,6 +93,29 @@ fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
     }
 }
 
+/// Hold-mode watchdog state of one worker, shared by the root context (which scans it on every
+/// tick) and the HTTP contexts (which register when they pause on headers and leave at their
+/// first body callback, or when they end).
+#[derive(Default)]
+struct HoldWatch {
+    held: HashMap<u32, Held>,
+    /// A body callback arrived after a header hold on this worker: Envoy does deliver bodies to
+    /// held requests (`allow_on_headers_stop_iteration` is set), so a later timeout is a stalled
+    /// client (408), not a misconfiguration (500).
+    body_after_hold_seen: bool,
+}
+
+struct Held {
+    since_ms: u64,
+    request_id: String,
+    route: String,
+}
+
+/// How often the root context scans held requests: a fifth of the timeout, 20 ms..1 s.
+fn tick_period(hold_timeout_ms: u64) -> Duration {
+    Duration::from_millis((hold_timeout_ms / 5).clamp(20, 1000))
+}
+
 impl GuardRoot {
     /// Count a failed `on_configure` (visible in /stats while Envoy keeps running, e.g. a
     /// rejected dynamic update; a failed static configuration stops Envoy).
@@ -101,6 +129,59 @@ impl GuardRoot {
             }
         }
         false
+    }
+
+    /// Answer a request that was held longer than `hold_timeout_ms` without a body callback.
+    fn answer_expired(&self, context_id: u32, held: Held, body_seen: bool, timeout_ms: u64) {
+        let (reason, detail) = if body_seen {
+            (
+                Reason::RequestTimeout,
+                "no request body within hold_timeout_ms",
+            )
+        } else {
+            error!(
+                "lf-webhook-guard: request_id={} route={} was held {} ms without any request body \
+                 callback: Envoy does not deliver the body to a filter that paused on headers. Set \
+                 `allow_on_headers_stop_iteration: true` in the Wasm filter's config (Envoy >= \
+                 1.35), or set \"hold_headers\": false in the plugin configuration and place \
+                 envoy.filters.http.buffer after this filter",
+                held.request_id, held.route, timeout_ms
+            );
+            (
+                Reason::FilterMisconfigured,
+                "held request got no body callback: allow_on_headers_stop_iteration missing?",
+            )
+        };
+        warn!(
+            "{}",
+            RejectionLog {
+                request_id: &held.request_id,
+                route: &held.route,
+                scheme: "-",
+                partner: None,
+                category: reason.category(),
+                status: reason.status(),
+                mode: Mode::Enforce,
+                detail,
+            }
+            .line()
+        );
+        if hostcalls::set_effective_context(context_id).is_err() {
+            debug!("lf-webhook-guard: held request {context_id} is gone");
+            return;
+        }
+        if let Some(ops) = &self.ops {
+            ops.inc(Metric::Rejected(reason));
+        }
+        let body = reply_body(reason, &held.request_id);
+        if let Err(status) = hostcalls::send_http_response(
+            reason.status(),
+            vec![("content-type", "application/json")],
+            Some(body.as_bytes()),
+        ) {
+            error!("lf-webhook-guard: cannot send local reply: {status:?}; resetting");
+            let _ = hostcalls::reset_http_request();
+        }
     }
 }
 
@@ -129,6 +210,19 @@ impl RootContext for GuardRoot {
                     config.keys.len(),
                     config.max_body_bytes
                 );
+                info!(
+                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={}",
+                    config.hold_headers, config.hold_timeout_ms
+                );
+                let period = if config.hold_headers && config.hold_timeout_ms > 0 {
+                    tick_period(config.hold_timeout_ms)
+                } else {
+                    Duration::ZERO
+                };
+                if let Err(status) = hostcalls::set_tick_period(period) {
+                    error!("lf-webhook-guard: cannot start the hold watchdog timer: {status:?}");
+                    return false;
+                }
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -141,7 +235,36 @@ impl RootContext for GuardRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let timeout = self.config.as_ref().map_or(0, |c| c.hold_timeout_ms);
+        if timeout == 0 {
+            return;
+        }
+        let now = now_ms();
+        // Take the expired entries out first: answering one can re-enter the HTTP context
+        // (which then must be able to borrow the watch).
+        let (expired, body_seen) = match self.watch.try_borrow_mut() {
+            Ok(mut watch) => {
+                let ids: Vec<u32> = watch
+                    .held
+                    .iter()
+                    .filter(|(_, h)| now.saturating_sub(h.since_ms) >= timeout)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let expired: Vec<(u32, Held)> = ids
+                    .into_iter()
+                    .filter_map(|id| watch.held.remove(&id).map(|h| (id, h)))
+                    .collect();
+                (expired, watch.body_after_hold_seen)
+            }
+            Err(_) => return,
+        };
+        for (context_id, held) in expired {
+            self.answer_expired(context_id, held, body_seen, timeout);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(GuardHttp {
             config: self.config.clone(),
             state: State::Passthrough,
@@ -150,6 +273,10 @@ impl RootContext for GuardRoot {
             log_scheme: "-",
             log_partner: None,
             dedup_record: None,
+            context_id,
+            watch: Rc::clone(&self.watch),
+            watched: false,
+            headers_continued: false,
         }))
     }
 
@@ -186,6 +313,14 @@ struct GuardHttp {
     log_partner: Option<String>,
     /// A forwarded verified delivery to record for de-duplication if the backend answers 2xx.
     dedup_record: Option<DedupRecord>,
+    context_id: u32,
+    watch: Rc<RefCell<HoldWatch>>,
+    /// Registered in `watch` (held on headers, no body callback yet).
+    watched: bool,
+    /// Buffer mode: the request headers already continued (with `x-lf-verified` preset on
+    /// enforce routes); the body callback must not touch request headers (the host call fails
+    /// once the headers have continued).
+    headers_continued: bool,
 }
 
 struct DedupRecord {
@@ -199,6 +334,16 @@ struct DedupRecord {
 const DEDUP_CAS_ATTEMPTS: usize = 4;
 
 impl Context for GuardHttp {}
+
+impl Drop for GuardHttp {
+    fn drop(&mut self) {
+        if self.watched {
+            if let Ok(mut watch) = self.watch.try_borrow_mut() {
+                watch.held.remove(&self.context_id);
+            }
+        }
+    }
+}
 
 impl GuardHttp {
     fn route_name(&self, route: usize) -> &str {
@@ -264,7 +409,9 @@ impl GuardHttp {
     fn shadow_forward(&mut self, reason: Reason) -> Action {
         self.count(Metric::ShadowFailed(reason));
         let value = crate::ops::shadow_header_value(reason.category());
-        if let Err(status) =
+        if self.headers_continued {
+            // Buffer mode: the headers are gone; the verdict is in the log line and metrics.
+        } else if let Err(status) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
         {
             warn!(
@@ -404,13 +551,14 @@ impl GuardHttp {
 
     /// Mark the request upstream and let it go.
     fn accept(&mut self, route: usize, accepted: Accepted<'_>) -> Action {
-        self.count_accepted(&accepted);
         let value = accepted.header_value();
-        if hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
-            .is_err()
+        if !self.headers_continued
+            && hostcalls::set_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER, Some(&value))
+                .is_err()
         {
             return self.internal(Some(route), "cannot set x-lf-verified");
         }
+        self.count_accepted(&accepted);
         debug!(
             "lf-webhook-guard: accepted request_id={} route={} verified=\"{}\"",
             self.request_id,
@@ -419,6 +567,35 @@ impl GuardHttp {
         );
         self.state = State::Passthrough;
         Action::Continue
+    }
+
+    /// Hold mode: register this request with the root context's watchdog.
+    fn watch_hold(&mut self, route: usize) {
+        let held = Held {
+            since_ms: now_ms(),
+            request_id: self.request_id.clone(),
+            route: self.route_name(route).to_string(),
+        };
+        if let Ok(mut watch) = self.watch.try_borrow_mut() {
+            watch.held.insert(self.context_id, held);
+            self.watched = true;
+        }
+    }
+
+    /// A body or trailers callback arrived: leave the watchdog. Returns false when the watchdog
+    /// already answered this request (it must then stay stopped).
+    fn body_arrived(&mut self) -> bool {
+        if !self.watched {
+            return true;
+        }
+        self.watched = false;
+        match self.watch.try_borrow_mut() {
+            Ok(mut watch) => {
+                watch.body_after_hold_seen = true;
+                watch.held.remove(&self.context_id).is_some()
+            }
+            Err(_) => true,
+        }
     }
 
     fn internal(&mut self, route: Option<usize>, detail: &'static str) -> Action {
@@ -507,16 +684,49 @@ impl HttpContext for GuardHttp {
                     buffered: 0,
                 };
                 if end_of_stream {
-                    // No body: decide now.
-                    self.finish(0)
-                } else {
-                    Action::Pause
+                    // No body: decide now (headers can still be changed in either mode).
+                    return self.finish(0);
                 }
+                if config.hold_headers {
+                    self.watch_hold(route);
+                    return Action::Pause;
+                }
+                // Buffer mode: the headers continue to envoy.filters.http.buffer, which holds
+                // them until this filter lets the body go; a rejection later still answers
+                // locally. Request headers can only be changed now, so the verdict header is
+                // set now: on enforce routes only, because a failed request on a shadow route
+                // is forwarded and must not carry a "verified" value (shadow verdicts are then
+                // only in logs and metrics).
+                self.headers_continued = true;
+                let enforce = config
+                    .routes
+                    .get(route)
+                    .is_some_and(|r| r.mode == Mode::Enforce);
+                if enforce {
+                    let value = match &self.state {
+                        State::Holding { pending, .. } => config.verified_at_head(pending),
+                        _ => return self.internal(Some(route), "lost pending request"),
+                    };
+                    if hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        VERIFIED_HEADER,
+                        Some(&value),
+                    )
+                    .is_err()
+                    {
+                        return self.internal(Some(route), "cannot set x-lf-verified");
+                    }
+                }
+                Action::Continue
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.body_arrived() {
+            self.state = State::Rejected;
+            return Action::Pause;
+        }
         let limit = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match &mut self.state {
             State::Holding { pending, buffered } => {
@@ -544,6 +754,10 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if !self.body_arrived() {
+            self.state = State::Rejected;
+            return Action::Pause;
+        }
         match &self.state {
             State::Holding { buffered, .. } => {
                 let size = *buffered;

@@ -27,11 +27,17 @@ pub enum Reason {
     StaleNotification,
     /// The filter could not complete a host call or has no valid configuration: it fails closed.
     InternalError,
+    /// Hold mode: a held request got no body callback within `hold_timeout_ms` and this worker
+    /// has never seen one: Envoy lacks `allow_on_headers_stop_iteration: true`.
+    FilterMisconfigured,
+    /// Hold mode: a held request got no body within `hold_timeout_ms` although body callbacks
+    /// do arrive on this worker: the client stalled after its headers.
+    RequestTimeout,
 }
 
 impl Reason {
     /// Every reason, in table order (docs, metrics and tests iterate over it).
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::MissingSignature,
         Reason::InvalidSignature,
         Reason::MalformedBody,
@@ -41,6 +47,8 @@ impl Reason {
         Reason::PartnerNotAllowed,
         Reason::StaleNotification,
         Reason::InternalError,
+        Reason::FilterMisconfigured,
+        Reason::RequestTimeout,
     ];
 
     /// HTTP status of the local reply.
@@ -52,7 +60,8 @@ impl Reason {
             Reason::UnsupportedMediaType => 415,
             Reason::MethodNotAllowed => 405,
             Reason::BodyTooLarge => 413,
-            Reason::InternalError => 500,
+            Reason::InternalError | Reason::FilterMisconfigured => 500,
+            Reason::RequestTimeout => 408,
         }
     }
 
@@ -77,6 +86,8 @@ impl Reason {
             Reason::PartnerNotAllowed => "partner_not_allowed",
             Reason::StaleNotification => "stale_notification",
             Reason::InternalError => "internal_error",
+            Reason::FilterMisconfigured => "filter_misconfigured",
+            Reason::RequestTimeout => "request_timeout",
         }
     }
 
@@ -191,6 +202,8 @@ mod tests {
         assert_eq!(Reason::MethodNotAllowed.status(), 405);
         assert_eq!(Reason::BodyTooLarge.status(), 413);
         assert_eq!(Reason::PartnerNotAllowed.status(), 403);
+        assert_eq!(Reason::FilterMisconfigured.status(), 500);
+        assert_eq!(Reason::RequestTimeout.status(), 408);
     }
 
     #[test]

@@ -298,6 +298,33 @@ impl Config {
         })
     }
 
+    /// Buffer mode (`hold_headers: false`): the `x-lf-verified` value the filter sets while the
+    /// headers pass, before the body is verified (a rejected request never reaches the upstream,
+    /// so the header only ever arrives on accepted requests). It names the key only when the
+    /// headers already determine it: always for Cube (the key id is in `x-lf-signature`), and for
+    /// `x-lf-md5` only when the route has exactly one md5 key; otherwise it is just `md5`.
+    pub fn verified_at_head(&self, pending: &Pending) -> String {
+        let key_id = match &pending.signature {
+            Signature::Cube { key, .. } => self.keys.get(*key).map(|k| k.id.as_str()),
+            Signature::Md5(_) => match self
+                .routes
+                .get(pending.route)
+                .map(|r| r.md5_keys.as_slice())
+            {
+                Some([only]) => self.keys.get(*only).map(|k| k.id.as_str()),
+                _ => None,
+            },
+        };
+        match key_id {
+            Some(key_id) => Accepted::Verified {
+                scheme: pending.scheme(),
+                key_id,
+            }
+            .header_value(),
+            None => pending.scheme().name().to_string(),
+        }
+    }
+
     /// Verify the complete body at time `now_ms` (epoch milliseconds; only used when the route
     /// has a freshness window). Returns the scheme and the id of the matching key.
     pub fn verify_body(

@@ -630,3 +630,36 @@ fn dedup_identity_and_partner_hint() {
         Some("P9")
     );
 }
+
+/// Buffer mode: the x-lf-verified value known from the headers alone.
+#[test]
+fn verified_value_at_head_time() {
+    let c = config();
+    let pending = |route: usize, head: &RequestHead<'_>| match c.check_head(route, head) {
+        Ok(HeadVerdict::NeedBody(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    let cube = cube_head(CUBE_SIG, b"HMAC-SHA1", b"12345648444");
+    assert_eq!(
+        c.verified_at_head(&pending(CUBE, &cube)),
+        "cube; key=Ou8a5lyzPjN86ikmLeFC"
+    );
+    assert_eq!(
+        c.verified_at_head(&pending(AUTO, &cube)),
+        "cube; key=Ou8a5lyzPjN86ikmLeFC"
+    );
+    let sig = md5(BODY, MediaType::Json, "first-secret");
+    let head = md5_head(b"application/json", sig.as_bytes());
+    // Two md5 keys on the route: which one matches is only known from the body.
+    assert_eq!(c.verified_at_head(&pending(LF, &head)), "md5");
+    // `auto`: both of its keys can verify md5 (no `schemes` restriction).
+    assert_eq!(c.verified_at_head(&pending(AUTO, &head)), "md5");
+    // One md5 key on the route: the key is determined by the headers.
+    assert_eq!(c.verified_at_head(&pending(PLAN, &head)), "md5; key=old");
+    // Whenever the key is named at head time, it is the one verify_body reports.
+    let p = pending(PLAN, &head);
+    assert_eq!(
+        c.verify_body(&p, BODY, NOW).unwrap().header_value(),
+        c.verified_at_head(&p)
+    );
+}

@@ -98,3 +98,73 @@ def start_envoy(envoy_bin, envoy_yaml, backend_server):
     yield make
     for e in made:
         e.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Version x mode matrix (`make e2e-matrix`): the full suite runs on the newest Envoy in both hold
+# and buffer mode; the oldest Envoy runs this representative subset (`-m matrix`) in both modes.
+# Tests that pin their own Envoy YAML (independent of LF_E2E_ENVOY_YAML) are marked `pins_yaml`
+# so that the buffer-mode cells can deselect them (they already ran in the hold-mode cell).
+# ---------------------------------------------------------------------------------------------
+
+MATRIX_SUBSET = [
+    # genuine JSON / form, fast and slow, byte-for-byte; chunked; x-lf-verified replaced
+    "test_filter_md5.py::test_genuine_request_is_forwarded_verbatim[*]",
+    "test_filter_md5.py::test_genuine_chunked_request_is_forwarded[*]",
+    "test_filter_md5.py::test_client_x_lf_verified_is_replaced_on_protected_route[*]",
+    # forged / tampered / unsigned / head-level rejections, fast and slow, zero bytes upstream
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[no-signature-json-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[no-signature-form-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[wrong-secret-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[tampered-body-one-byte-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[signed-form-tampered-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[get-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[text-plain-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[malformed-json-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[content-length-over-limit-*]",
+    "test_filter_md5.py::test_rejection_puts_zero_bytes_upstream[chunked-over-limit-*]",
+    # unprotected routes untouched; the VM survives; secrets stay out of the log
+    "test_filter_md5.py::test_unprotected_route_passes_untouched[*]",
+    "test_filter_md5.py::test_vm_still_alive_after_the_whole_module",
+    "test_filter_md5.py::test_secret_never_in_envoy_log",
+    # a bad config refuses to start (a few kinds), a good one starts
+    "test_bad_config.py::test_envoy_refuses_bad_plugin_config[secret-env-unset]",
+    "test_bad_config.py::test_envoy_refuses_bad_plugin_config[invalid-json]",
+    "test_bad_config.py::test_envoy_refuses_bad_plugin_config[unknown-top-level-field]",
+    "test_bad_config.py::test_good_custom_config_starts",
+    # deployment features that depend on the Envoy version
+    "test_per_route.py::*",
+    "test_hold_watchdog.py::*",
+    "test_deploy_files.py::test_envoy_validates_shipped_config[*]",
+    "test_deploy_files.py::test_istio_filter_chain_in_real_envoy",
+]
+PINS_YAML = ["test_hold_watchdog.py::*", "test_deploy_files.py::*"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "matrix: representative subset for the Envoy version matrix")
+    config.addinivalue_line("markers", "pins_yaml: ignores LF_E2E_ENVOY_YAML (runs its own config)")
+
+
+def pytest_collection_modifyitems(config, items):
+    from fnmatch import fnmatchcase
+
+    for item in items:
+        key = f"{Path(str(item.fspath)).name}::{item.name}"
+
+        def match(pat: str) -> bool:
+            return fnmatchcase(key, pat.replace("[", "[[]"))  # "[" is literal in node ids
+
+        if any(match(pat) for pat in MATRIX_SUBSET):
+            item.add_marker(pytest.mark.matrix)
+        if any(match(pat) for pat in PINS_YAML):
+            item.add_marker(pytest.mark.pins_yaml)
+
+    # A renamed test must not silently drop out of the matrix subset.
+    keys = [f"{Path(str(i.fspath)).name}::{i.name}" for i in items]
+    files = {k.split("::")[0] for k in keys}
+    for pat in MATRIX_SUBSET:
+        if pat.split("::")[0] in files and not any(
+            fnmatchcase(k, pat.replace("[", "[[]")) for k in keys
+        ) and not config.getoption("keyword") and not config.getoption("deselect"):
+            raise pytest.UsageError(f"conftest MATRIX_SUBSET pattern matches no test: {pat}")

@@ -15,6 +15,9 @@ FORM = "application/x-www-form-urlencoded"
 # Seconds (after the reply) to let a leaked byte reach the backend before asserting zero.
 GRACE = float(os.environ.get("LF_E2E_GRACE", "0.25"))
 
+# Hold mode (envoy/envoy.yaml) or buffer mode (envoy/envoy-buffered.yaml) under test.
+HOLD_HEADERS = harness.holds_headers(harness.yaml_under_test())
+
 # A notification shaped like the provider's captured SMS-uplink callback.
 SAMPLE_JSON = (
     b'{"partner_code":"P123456","sim_id":"89860220190123456789","imsi":"4230001234567",'
@@ -139,3 +142,12 @@ def assert_logged_warn(envoy: harness.Envoy, category: str, request_id: str) -> 
         f"no warn log line with {category!r} and request id {request_id!r}; tail:\n"
         + "\n".join(text.splitlines()[-10:])
     )
+
+
+def md5_verified(key: str, *, sole_md5_key: bool) -> str:
+    """The x-lf-verified value of an accepted x-lf-md5 request. Buffer mode sets the header from
+    the request headers, before the body says which key matched: it names the key only when the
+    route has a single md5 key, else it is just `md5`."""
+    if HOLD_HEADERS or sole_md5_key:
+        return f"md5; key={key}"
+    return "md5"

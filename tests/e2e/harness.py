@@ -129,6 +129,20 @@ def embedded_plugin_config(yaml_path: Path | str) -> str:
     return filters[0]["typed_config"]["config"]["configuration"]["value"]
 
 
+def holds_headers(yaml_path: Path | str) -> bool:
+    """Whether the plugin JSON embedded in a shipped YAML runs in hold mode (the default)."""
+    return json.loads(embedded_plugin_config(yaml_path)).get("hold_headers", True) is not False
+
+
+def yaml_under_test() -> Path:
+    """$LF_E2E_ENVOY_YAML (relative to the repo) or envoy/envoy.yaml."""
+    raw = os.environ.get("LF_E2E_ENVOY_YAML")
+    if not raw:
+        return DEFAULT_YAML
+    p = Path(raw)
+    return p if p.is_absolute() else REPO / p
+
+
 def patch_config(
     cfg: dict,
     *,
@@ -181,6 +195,11 @@ def patch_config(
         wasm_cfg = f["typed_config"]["config"]
         wasm_cfg["vm_config"]["code"]["local"]["filename"] = wasm_path
         if plugin_config is not None:
+            if isinstance(plugin_config, dict) and "hold_headers" not in plugin_config:
+                # A custom plugin config runs in the mode of the YAML under test (hold or buffer).
+                shipped = json.loads(wasm_cfg["configuration"]["value"])
+                if "hold_headers" in shipped:
+                    plugin_config = dict(plugin_config, hold_headers=shipped["hold_headers"])
             value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
             wasm_cfg["configuration"]["value"] = value
     return cfg

@@ -77,11 +77,31 @@ def test_patch_config_rewrites_ports_wasm_and_plugin_config(envoy_yaml):
     assert out["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 1111
     (wasm,) = harness.wasm_filters(out)
     assert wasm["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] == "/abs/x.wasm"
-    assert json.loads(wasm["typed_config"]["config"]["configuration"]["value"]) == {"keys": []}
+    # a custom plugin config keeps the mode (hold_headers) of the YAML under test
+    expected = {"keys": []}
+    if not harness.holds_headers(envoy_yaml):
+        expected["hold_headers"] = False
+    assert json.loads(wasm["typed_config"]["config"]["configuration"]["value"]) == expected
     eps = out["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
     assert eps[0]["endpoint"]["address"]["socket_address"]["port_value"] == 3333
     # the original is untouched
     assert cfg["admin"]["address"]["socket_address"]["port_value"] == 9901
+
+
+@pytest.mark.parametrize("name", ["envoy.yaml", "envoy-buffered.yaml"])
+def test_custom_plugin_config_inherits_the_mode_unless_set(name):
+    cfg = yaml.safe_load((harness.REPO / "envoy" / name).read_text())
+    hold = harness.holds_headers(harness.REPO / "envoy" / name)
+
+    def value(plugin_config):
+        out = harness.patch_config(cfg, listen_port=1, admin_port=2, backend_port=3,
+                                   wasm_path="/x.wasm", plugin_config=plugin_config)
+        (wasm,) = harness.wasm_filters(out)
+        return json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
+
+    assert value({"keys": []}) == ({"keys": []} if hold else {"keys": [], "hold_headers": False})
+    assert value({"hold_headers": True}) == {"hold_headers": True}
+    assert value({"hold_headers": False}) == {"hold_headers": False}
 
 
 def test_missing_envoy_binary_message(monkeypatch, tmp_path):

@@ -20,10 +20,33 @@ def test_envoy_yaml_is_shipped():
     assert harness.DEFAULT_YAML in SHIPPED
 
 
+def test_buffered_and_compose_yaml_are_shipped():
+    names = {p.name for p in SHIPPED}
+    assert {"envoy.yaml", "envoy-buffered.yaml", "envoy-compose.yaml"} <= names
+
+
 @pytest.mark.parametrize("yaml_path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_embedded_plugin_config_equals_json_file(yaml_path):
+    """Same JSON as envoy/lf-webhook-guard.json, apart from `hold_headers`, which must match how
+    the YAML holds requests: hold mode needs allow_on_headers_stop_iteration, buffer mode
+    ("hold_headers": false) needs envoy.filters.http.buffer after the Wasm filter."""
     embedded = json.loads(harness.embedded_plugin_config(yaml_path))
-    assert embedded == json.loads(PLUGIN_JSON.read_text())
+    reference = json.loads(PLUGIN_JSON.read_text())
+    hold = embedded.pop("hold_headers", True)
+    assert embedded == reference
+    cfg = yaml.safe_load(yaml_path.read_text())
+    (f,) = harness.wasm_filters(cfg)
+    (hcm,) = harness._http_connection_managers(cfg)
+    names = [x["name"] for x in hcm["http_filters"]]
+    allow = f["typed_config"]["config"].get("allow_on_headers_stop_iteration", False)
+    if hold:
+        assert allow is True, "hold mode needs allow_on_headers_stop_iteration: true"
+    else:
+        assert hold is False and not allow
+        buf = names.index("envoy.filters.http.buffer")
+        assert names.index(f["name"]) < buf < names.index("envoy.filters.http.router")
+        max_request = hcm["http_filters"][buf]["typed_config"]["max_request_bytes"]
+        assert max_request >= reference.get("max_body_bytes", 65536)
 
 
 @pytest.mark.parametrize("yaml_path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -33,8 +56,11 @@ def test_wasm_filter_settings(yaml_path):
     wasm = f["typed_config"]["config"]
     assert wasm["fail_open"] is False
     assert "LF_WEBHOOK_SECRET" in wasm["vm_config"]["environment_variables"]["host_env_keys"]
+    # envoy-compose.yaml: the path where envoy/docker-compose.yaml mounts the build output
+    # (checked in test_deploy_files.py)
     assert wasm["vm_config"]["code"]["local"]["filename"] == (
-        "target/wasm32-wasip1/release/lf_webhook_guard.wasm"
+        "/etc/envoy/lf_webhook_guard.wasm" if yaml_path.name == "envoy-compose.yaml"
+        else "target/wasm32-wasip1/release/lf_webhook_guard.wasm"
     )
     # the wasm filter is before the router
     (hcm,) = harness._http_connection_managers(cfg)

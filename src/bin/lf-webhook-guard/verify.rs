@@ -210,6 +210,9 @@ fn hint(r: &Rejection) -> &'static str {
         Reason::StaleNotification => "pass --now with the time the notification was received",
         Reason::PartnerNotAllowed => "check keys[].partners and the body's partner field",
         Reason::InternalError => "the configuration does not cover this request",
+        Reason::FilterMisconfigured | Reason::RequestTimeout => {
+            "only the running filter answers this (hold watchdog): see `check-config` on the Envoy YAML"
+        }
     }
 }
 
