@@ -139,11 +139,22 @@ MATRIX_SUBSET = [
     "test_deploy_files.py::test_istio_filter_chain_in_real_envoy",
 ]
 PINS_YAML = ["test_hold_watchdog.py::*", "test_deploy_files.py::*"]
+# Tests asserting what only hold mode can do: name one of several md5 keys in x-lf-verified
+# (buffer mode sets the header before the body says which key matched; README "Responses").
+# The buffer-mode cells deselect them; test_ops_shadow.py adapts itself to the mode instead.
+HOLD_SEMANTICS = [
+    "test_keys.py::test_legacy_signed_with_second_key_names_it",
+    "test_keys.py::test_rotation_old_new_unknown",
+    "test_keys.py::test_partner_keys_accept_their_own_partner",
+    "test_keys.py::test_debug_workload_leaks_no_secret",
+    "test_ops_metrics.py::test_counters_match_a_scripted_mix",
+]
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "matrix: representative subset for the Envoy version matrix")
     config.addinivalue_line("markers", "pins_yaml: ignores LF_E2E_ENVOY_YAML (runs its own config)")
+    config.addinivalue_line("markers", "hold_semantics: asserts hold-mode-only x-lf-verified values")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -159,11 +170,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.matrix)
         if any(match(pat) for pat in PINS_YAML):
             item.add_marker(pytest.mark.pins_yaml)
+        if any(match(pat) for pat in HOLD_SEMANTICS):
+            item.add_marker(pytest.mark.hold_semantics)
 
     # A renamed test must not silently drop out of the matrix subset.
     keys = [f"{Path(str(i.fspath)).name}::{i.name}" for i in items]
     files = {k.split("::")[0] for k in keys}
-    for pat in MATRIX_SUBSET:
+    for pat in MATRIX_SUBSET + HOLD_SEMANTICS:
         if pat.split("::")[0] in files and not any(
             fnmatchcase(k, pat.replace("[", "[[]")) for k in keys
         ) and not config.getoption("keyword") and not config.getoption("deselect"):
