@@ -95,8 +95,9 @@ def test_every_failure_kind_is_forwarded(envoy, backend):
         (lambda: send_request(port, "PUT", "/linksfield/sms",
                               [("content-type", JSON), ("x-lf-md5", sig_json(body))], body),
          "failed:method_not_allowed"),
+        # Signed with the wrong key value: decided at the end of the body too.
         (lambda: send_request(port, "POST", "/cube/n", cube_headers(body, key="nope"), body,
-                              slow=True), "failed:invalid_signature"),
+                              slow=True), "failed:invalid_signature" if HOLD else None),
     ]
     for send, marker in cases:
         backend.reset()
