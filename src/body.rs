@@ -214,19 +214,20 @@ fn parse_json(
     body: &[u8],
     nested: NestedValues,
 ) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {
-    let top: TopLevel<'_> = serde_json::from_slice(body)
+    // Validate UTF-8 once for the whole body (from_slice would re-check every raw value).
+    let body = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
+    let top: TopLevel<'_> = serde_json::from_str(body)
         .map_err(|_| malformed("not a single well-formed JSON object"))?;
     let mut pairs = Vec::with_capacity(top.0.len());
     for (key, raw) in top.0 {
         let text = raw.get();
         let value = match text.as_bytes().first() {
             Some(b'"') => {
-                let s: CowStr<'_> =
-                    serde_json::from_str(text).map_err(|_| malformed("bad JSON string"))?;
-                if s.0.is_empty() {
+                let s = json_string_value(text).ok_or(malformed("bad JSON string"))?;
+                if s.is_empty() {
                     Value::Empty
                 } else {
-                    Value::Text(s.0)
+                    Value::Text(s)
                 }
             }
             Some(b'n') => Value::Empty,
@@ -248,6 +249,17 @@ fn parse_json(
 
 /// Deepest nesting accepted inside a value under `nested_values: raw` (the top-level object is
 /// depth 0). Deeper bodies are malformed: mainstream parsers behind the proxy have limits too.
+/// The decoded text of a JSON string value given as its raw text (quotes included), already
+/// validated by serde_json. Hot path: without a backslash the text between the quotes IS the
+/// value (serde_json has rejected raw control characters), so it is borrowed without a second
+/// parse; with escapes it is decoded by serde_json.
+fn json_string_value(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<CowStr<'_>>(raw).ok().map(|s| s.0),
+    }
+}
+
 pub const MAX_NESTED_DEPTH: usize = 32;
 
 /// Whether well-formed JSON text nests objects/arrays deeper than `limit` (iterative scan).
@@ -360,7 +372,7 @@ impl<'a> Json<'a> {
                 }
                 Json::Array(out)
             }
-            Some(b'"') => Json::String(serde_json::from_str::<CowStr<'a>>(text).map_err(bad)?.0),
+            Some(b'"') => Json::String(json_string_value(text).ok_or(malformed("bad JSON value"))?),
             Some(b't') => Json::Bool(true),
             Some(b'f') => Json::Bool(false),
             Some(b'n') => Json::Null,

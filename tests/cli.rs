@@ -65,7 +65,12 @@ fn run_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output 
     }
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
+    // The CLI may exit (e.g. on a usage error) before reading its input: a broken pipe here is
+    // expected, not a test failure.
+    match input.write_all(stdin.unwrap_or_default()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     drop(input);
     child.wait_with_output().unwrap()
 }

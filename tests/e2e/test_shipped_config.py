@@ -67,3 +67,12 @@ def test_wasm_filter_settings(yaml_path):
     names = [x["name"] for x in hcm["http_filters"]]
     assert names.index(f["name"]) < names.index("envoy.filters.http.router")
     assert names[-1] == "envoy.filters.http.router"
+
+
+@pytest.mark.parametrize("yaml_path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_paths_are_normalised_before_filters(yaml_path):
+    # The filter also matches normalised paths itself (test_paths.py); Envoy normalising first
+    # means the filter, the router and the backend agree on one path.
+    cfg = yaml.safe_load(yaml_path.read_text())
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm.get("normalize_path") is True and hcm.get("merge_slashes") is True
