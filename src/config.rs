@@ -273,7 +273,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub md5: Md5Options,
     /// The filter's log level, applied at configure time.
-    pub log_level: crate::ops::LogLevel,
+    /// `None`: follow the host's level at configure time (Envoy's `wasm` component level), so
+    /// that lines Envoy would drop are not even formatted.
+    pub log_level: Option<crate::ops::LogLevel>,
     /// Hold mode (default): pause in the request headers until the body is verified (Envoy
     /// needs `allow_on_headers_stop_iteration: true`). `false`: buffer mode, for hosts that
     /// cannot set that flag (Istio): headers continue and `envoy.filters.http.buffer`, placed
@@ -524,7 +526,10 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         None => None,
         Some(v) => crate::ops::compile_dedup(v, "dedup", "global".to_string(), false)?,
     };
-    let log_level = crate::ops::compile_log_level(raw.log_level.as_deref())?;
+    let log_level = match raw.log_level.as_deref() {
+        None => None,
+        Some(level) => Some(crate::ops::compile_log_level(Some(level))?),
+    };
 
     if raw.routes.is_empty() {
         return Err(ConfigError::new(
@@ -1149,7 +1154,7 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.routes[0].mode, crate::ops::Mode::Enforce);
         assert_eq!(c.routes[0].dedup, None);
-        assert_eq!(c.log_level, crate::ops::LogLevel::Trace);
+        assert_eq!(c.log_level, None);
         let c = parse(
             r#"{"keys":[{"id":"k1","secret":"abc"}],"mode":"shadow","log_level":"warn",
                 "dedup":{"window_seconds":60,"max_entries":16},
@@ -1158,7 +1163,7 @@ mod tests {
                           {"name":"c","path_prefix":"/c/","dedup":{"window_seconds":2}}]}"#,
         )
         .unwrap();
-        assert_eq!(c.log_level, crate::ops::LogLevel::Warn);
+        assert_eq!(c.log_level, Some(crate::ops::LogLevel::Warn));
         assert_eq!(c.routes[0].mode, crate::ops::Mode::Shadow);
         assert_eq!(c.routes[1].mode, crate::ops::Mode::Enforce);
         assert_eq!(c.routes[2].mode, crate::ops::Mode::Shadow);

@@ -202,7 +202,13 @@ impl RootContext for GuardRoot {
         };
         match Config::from_json(&raw, |name| std::env::var(name).ok()) {
             Ok(config) => {
-                proxy_wasm::set_log_level(proxy_log_level(config.log_level));
+                // Unset: the host's current level (Envoy's `wasm` component level), so debug
+                // lines are not formatted per request when Envoy would drop them anyway.
+                let level = match config.log_level {
+                    Some(level) => proxy_log_level(level),
+                    None => hostcalls::get_log_level().unwrap_or(LogLevel::Trace),
+                };
+                proxy_wasm::set_log_level(level);
                 self.ops = Some(Rc::new(Ops::define(&config)));
                 info!(
                     "lf-webhook-guard: configured: {} route(s), {} key(s), max_body_bytes={}",

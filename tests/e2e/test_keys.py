@@ -467,7 +467,9 @@ def test_debug_workload_leaks_no_secret(ring, backend):
         status, out = ring.admin_get(p)
         assert status == 200, p
         texts[p] = out
-    ring.wait_for_log(lambda t: "e2e-keys-fresh-cube-b" in t)
+    ring.wait_for_log(
+        lambda t: "e2e-keys-fresh-cube-b" in t and "lf-webhook-guard: accepted" in t
+    )
     log = ring.log_text()
     texts["envoy log"] = log
     assert "[debug]" in log and "lf-webhook-guard: accepted" in log, "debug logging not active"
