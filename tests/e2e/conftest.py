@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from e2eutil import running_envoy  # noqa: E402
 
 
 def _envoy_yaml() -> Path:
@@ -66,16 +67,8 @@ def backend(backend_server):
 @pytest.fixture(scope="module")
 def guard(envoy_bin, wasm_path, envoy_yaml, backend_server):
     """Envoy running the shipped config unchanged (apart from ports and the wasm path)."""
-    env = harness.Envoy(
-        backend_server.port, yaml_path=envoy_yaml, envoy_bin=envoy_bin, wasm_path=wasm_path
-    )
-    try:
-        env.start()
-    except harness.HarnessError as e:
-        env.close()
-        pytest.fail(str(e), pytrace=False)
-    yield env
-    env.close()
+    with running_envoy(backend_server, envoy_bin, wasm_path, envoy_yaml) as env:
+        yield env
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
+
+import pytest
 
 import harness
 import lfsign
@@ -151,3 +154,21 @@ def md5_verified(key: str, *, sole_md5_key: bool) -> str:
     if HOLD_HEADERS or sole_md5_key:
         return f"md5; key={key}"
     return "md5"
+
+
+@contextlib.contextmanager
+def running_envoy(backend_server, envoy_bin, wasm_path, yaml_path, **kw):
+    """An Envoy started for a fixture (a failed start fails the test with Envoy's log tail),
+    always closed afterwards. `kw` goes to harness.Envoy (plugin_config, env, log_level, ...)."""
+    env = harness.Envoy(
+        backend_server.port, yaml_path=yaml_path, envoy_bin=envoy_bin, wasm_path=wasm_path, **kw
+    )
+    try:
+        env.start()
+    except harness.HarnessError as e:
+        env.close()
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield env
+    finally:
+        env.close()

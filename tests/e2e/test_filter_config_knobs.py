@@ -8,6 +8,7 @@ import time
 import pytest
 
 import harness
+from e2eutil import running_envoy
 from e2eutil import (
     FORM, JSON, SAMPLE_JSON, SECRET, assert_logged_warn, assert_rejection, json_body_of_size,
     md5_verified, sig_form, sig_json, wait_no_upstream_bytes,
@@ -35,15 +36,10 @@ CUSTOM = {
 
 @pytest.fixture(scope="module")
 def knobs(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    env = harness.Envoy(backend_server.port, yaml_path=envoy_yaml, envoy_bin=envoy_bin,
-                        wasm_path=wasm_path, plugin_config=CUSTOM)
-    try:
-        env.start()
-    except harness.HarnessError as e:
-        env.close()
-        pytest.fail(str(e), pytrace=False)
-    yield env
-    env.close()
+    with running_envoy(
+        backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=CUSTOM
+    ) as env:
+        yield env
 
 
 def post(env, path, body, sig, ctype=JSON, method="POST", slow=False, **kw):

@@ -20,6 +20,7 @@ import yaml
 
 import harness
 import lfsign
+from e2eutil import running_envoy
 from e2eutil import (
     JSON, assert_logged_warn, assert_rejection, cube_headers, header_of, now_ms,
     replace_header, wait_no_upstream_bytes,
@@ -103,18 +104,11 @@ def env_yaml(envoy_yaml, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ring(envoy_bin, wasm_path, env_yaml, backend_server):
-    env = harness.Envoy(
-        backend_server.port, yaml_path=env_yaml, envoy_bin=envoy_bin, wasm_path=wasm_path,
-        plugin_config=CONFIG, env={ENV_ID_VAR: ENV_ID, ENV_SECRET_VAR: ENV_SECRET, **SECRET_VARS},
-        log_level="debug",
-    )
-    try:
-        env.start()
-    except harness.HarnessError as e:
-        env.close()
-        pytest.fail(str(e), pytrace=False)
-    yield env
-    env.close()
+    with running_envoy(
+        backend_server, envoy_bin, wasm_path, env_yaml, plugin_config=CONFIG,
+        env={ENV_ID_VAR: ENV_ID, ENV_SECRET_VAR: ENV_SECRET, **SECRET_VARS}, log_level="debug",
+    ) as env:
+        yield env
 
 
 # Everything sent and received by this module, for the leak test.

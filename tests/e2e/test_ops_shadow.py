@@ -9,6 +9,7 @@ import os
 import pytest
 
 import harness
+from e2eutil import running_envoy
 from e2eutil import JSON, sig_json
 from harness import send_request
 from opsutil import cube_headers, lf_stats, nonzero, notification, post_md5
@@ -30,15 +31,10 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    e = harness.Envoy(backend_server.port, yaml_path=envoy_yaml, envoy_bin=envoy_bin,
-                      wasm_path=wasm_path, plugin_config=CONFIG)
-    try:
-        e.start()
-    except harness.HarnessError as err:
-        e.close()
-        pytest.fail(str(err), pytrace=False)
-    yield e
-    e.close()
+    with running_envoy(
+        backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=CONFIG
+    ) as e:
+        yield e
 
 
 # Buffer mode (LF_E2E_ENVOY_YAML=envoy/envoy-buffered.yaml): the headers leave before the verdict

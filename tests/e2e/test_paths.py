@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2eutil import JSON, SAMPLE_JSON, assert_rejection, sig_json, wait_no_upstream_bytes
+from e2eutil import (
+    JSON, SAMPLE_JSON, assert_rejection, running_envoy, sig_json, wait_no_upstream_bytes,
+)
 from harness import send_request
 
 FORGED = [("content-type", JSON), ("x-lf-md5", sig_json(SAMPLE_JSON, "not-the-secret"))]
@@ -39,13 +41,9 @@ def _without_normalisation(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def raw_paths_envoy(envoy_bin, wasm_path, envoy_yaml, backend_server, tmp_path_factory):
-    import harness
-
     yaml_path = _without_normalisation(envoy_yaml, tmp_path_factory.mktemp("paths") / "envoy.yaml")
-    env = harness.Envoy(backend_server.port, yaml_path=yaml_path, envoy_bin=envoy_bin, wasm_path=wasm_path)
-    env.start()
-    yield env
-    env.close()
+    with running_envoy(backend_server, envoy_bin, wasm_path, yaml_path) as env:
+        yield env
 
 
 @pytest.mark.parametrize("path", PATHS)
