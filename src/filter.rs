@@ -24,10 +24,37 @@ use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
+    // After set_log_level, which installs the SDK's own hook (that one unwraps the log call).
+    std::panic::set_hook(Box::new(|info| log_panic(&info.to_string())));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
         Box::new(GuardRoot { config: None, ops: None, config_failures: None, watch: Rc::default() })
     });
 }}
+
+/// Panic hook: there is no panic path in this crate (clippy denies unwrap/expect/panic/indexing),
+/// but if one ever fires the VM is dead from here on; say so at critical level, on one line (the
+/// SDK's own hook unwraps its log call). Envoy then answers 503 on every route through the filter
+/// (`fail_open: false` / `failure_policy: FAIL_CLOSED`): nothing is forwarded unverified.
+/// Proven by tests/e2e/test_crash.py with the `crash-probe` build.
+fn log_panic(detail: &str) {
+    let msg = format!(
+        "lf-webhook-guard: PANIC, the Wasm VM is now unusable and Envoy fails closed (503) until \
+         it is reloaded: {}",
+        detail.replace('\n', " ")
+    );
+    let _ = hostcalls::log(LogLevel::Critical, &msg);
+}
+
+/// Test-only build (`--features crash-probe`, never shipped): a request carrying
+/// `x-lf-crash-probe` panics inside the VM, so the end-to-end suite can prove that the panic hook
+/// logs at critical level and that Envoy then fails closed (tests/e2e/test_crash.py).
+#[cfg(feature = "crash-probe")]
+#[allow(clippy::panic)]
+fn crash_probe(headers: &[(String, Vec<u8>)]) {
+    if headers.iter().any(|(name, _)| name == "x-lf-crash-probe") {
+        panic!("crash probe requested");
+    }
+}
 
 struct GuardRoot {
     config: Option<Rc<Config>>,
@@ -657,6 +684,8 @@ impl HttpContext for GuardHttp {
             Ok(headers) => headers,
             Err(_) => return self.internal(None, "cannot read request headers"),
         };
+        #[cfg(feature = "crash-probe")]
+        crash_probe(&headers);
         // Never trust a client-supplied verdict, on any route.
         if headers.iter().any(|(name, _)| name == VERIFIED_HEADER)
             && hostcalls::remove_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER).is_err()

@@ -915,6 +915,24 @@ fn check_config_envoy_yaml() {
         "{}",
         stdout(&o)
     );
+    // A failure policy that forwards unverified requests when the VM dies.
+    for (from, to, field) in [
+        ("fail_open: false", "fail_open: true", "config.fail_open"),
+        (
+            "fail_open: false",
+            "failure_policy: FAIL_OPEN",
+            "config.failure_policy",
+        ),
+    ] {
+        let open = text.replace(from, to);
+        assert_ne!(open, text);
+        let o = check(&t.file("e.yaml", open.as_bytes()), &DEMO_ENV, &[]);
+        assert_eq!(code(&o), 1, "{to}");
+        assert!(stdout(&o).contains(field), "{}", stdout(&o));
+    }
+    let closed = text.replace("fail_open: false", "failure_policy: FAIL_CLOSED");
+    let o = check(&t.file("f.yaml", closed.as_bytes()), &DEMO_ENV, &[]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
     // No lf_webhook_guard filter at all.
     let none = text.replace("lf_webhook_guard.wasm", "other.wasm");
     let o = check(&t.file("d.yaml", none.as_bytes()), &DEMO_ENV, &[]);

@@ -279,6 +279,13 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
                         .into(),
                 );
             }
+            if cfg.get("failure_policy").and_then(Value::as_str) == Some("FAIL_OPEN") {
+                add(
+                    format!("{cfg_path}.failure_policy"),
+                    "FAIL_OPEN forwards requests unverified when the Wasm VM fails: use FAIL_CLOSED (or FAIL_RELOAD)"
+                        .into(),
+                );
+            }
         }
     }
     if found == 0 {
