@@ -172,3 +172,17 @@ def running_envoy(backend_server, envoy_bin, wasm_path, yaml_path, **kw):
         yield env
     finally:
         env.close()
+
+
+def envoy_fixture(plugin_config: dict | None = None, **kw):
+    """A module-scoped `envoy` fixture running the YAML under test with `plugin_config`:
+    `envoy = envoy_fixture(CONFIG)` at module level."""
+
+    @pytest.fixture(scope="module")
+    def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
+        with running_envoy(
+            backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=plugin_config, **kw
+        ) as e:
+            yield e
+
+    return envoy

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import harness
-from e2eutil import running_envoy
+from e2eutil import envoy_fixture
 from e2eutil import sig_json
 from harness import send_request
 from opsutil import cube_headers, lf_stats, notification, post_md5
@@ -33,12 +33,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    with running_envoy(
-        backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=CONFIG
-    ) as e:
-        yield e
+envoy = envoy_fixture(CONFIG)
 
 
 def is_duplicate_reply(resp) -> bool:

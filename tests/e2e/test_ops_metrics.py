@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 import harness
-from e2eutil import running_envoy
+from e2eutil import envoy_fixture
 from e2eutil import JSON, SECRET, json_body_of_size, sig_json
 from harness import send_request
 from opsutil import cube_headers, lf_stats, nonzero, notification, post_md5
@@ -47,12 +47,7 @@ def categories_in_verdict_rs() -> list[str]:
     return cats
 
 
-@pytest.fixture(scope="module")
-def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    with running_envoy(
-        backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=CONFIG
-    ) as e:
-        yield e
+envoy = envoy_fixture(CONFIG)
 
 
 def test_every_counter_is_defined_at_zero(envoy):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import harness
-from e2eutil import running_envoy
+from e2eutil import envoy_fixture
 from e2eutil import JSON, sig_json
 from harness import send_request
 from opsutil import cube_headers, lf_stats, nonzero, notification, post_md5
@@ -29,12 +29,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    with running_envoy(
-        backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=CONFIG
-    ) as e:
-        yield e
+envoy = envoy_fixture(CONFIG)
 
 
 # Buffer mode (LF_E2E_ENVOY_YAML=envoy/envoy-buffered.yaml): the headers leave before the verdict
