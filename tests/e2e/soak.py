@@ -638,6 +638,19 @@ def main(argv: list[str] | None = None) -> int:
     report["config"] = asdict(cfg)
     text = json.dumps(report, indent=2)
     print(text)
+    r = report["rss_mib"]
+    print(
+        f"soak: {'PASS' if report['passed'] else 'FAIL'} {report['mode']} mode: "
+        f"{report['requests']} requests ({report['genuine']} genuine, {report['forged']} forged) "
+        f"x {cfg.concurrency} connections, Envoy --concurrency {cfg.envoy_concurrency}, "
+        f"{report['duration_s']} s, {report['req_per_s']} req/s; RSS {r['before_warmup']} -> "
+        f"{r['after_warmup']} -> {r['end']} MiB (max {r['max_sampled']}); "
+        f"5xx {report['status_5xx']}, VM failures {report['vm_failures']}, "
+        f"forged on backend {report['forged_markers_on_backend']}",
+        file=sys.stderr,
+    )
+    for f in report["failures"]:
+        print(f"soak: FAILED CHECK: {f}", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(text + "\n")
