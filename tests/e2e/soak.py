@@ -514,9 +514,15 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
     for name, value in vm2.items():
         if name.startswith("wasm.lf_webhook_guard.vm_reload") and value:
             failures.append(f"{name} = {value}")
-    bad_log = [line for line in log.splitlines() if PANIC_RE.search(line)]
+    log_lines = log.splitlines()
+    bad_log = [line for line in log_lines if PANIC_RE.search(line) or "][error][" in line]
     if bad_log:
-        failures.append(f"{len(bad_log)} panic/critical/VM-failure log lines, e.g. {bad_log[0]}")
+        failures.append(f"{len(bad_log)} panic/critical/error/VM-failure log lines, e.g. "
+                        f"{bad_log[0]}")
+    # README "Logs": each rejection is one warn line.
+    rejection_lines = sum(1 for line in log_lines if "lf-webhook-guard: rejected " in line)
+    if not cfg.without_filter and rejection_lines != len(forged):
+        failures.append(f"{rejection_lines} rejection log lines for {len(forged)} forged requests")
 
     lf0, lf2 = lf_counters(stats0), lf_counters(stats2)
     delta = {k: lf2.get(k, 0) - lf0.get(k, 0) for k in lf2}
@@ -578,6 +584,7 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
         "statuses": {str(k): v for k, v in sorted(status_counts.items())},
         "status_5xx": n5xx,
         "transport_errors": len(transport),
+        "rejection_log_lines": rejection_lines,
         "backend_requests": len(recorded),
         "backend_bytes": sum(len(c) for c in conns),
         "forged_markers_on_backend": len(leaked),
