@@ -217,6 +217,7 @@ class Envoy:
     `secret=None` starts Envoy with LF_WEBHOOK_SECRET unset; `env` adds/overrides variables
     (a value of None removes one). LF_CUBE_KEY_ID / LF_CUBE_KEY default to the demo Cube key.
     `plugin_config` is a dict (serialised to JSON) or a raw string (e.g. invalid JSON).
+    `concurrency` is Envoy's `--concurrency` (worker threads; 1 unless a test needs more).
     """
 
     def __init__(
@@ -233,6 +234,7 @@ class Envoy:
         ready_timeout: float = 20.0,
         log_level: str = "info",
         extra_args: Iterable[str] = (),
+        concurrency: int = 1,
     ):
         self.yaml_path = Path(yaml_path)
         self.envoy_bin = envoy_bin or find_envoy()
@@ -245,6 +247,7 @@ class Envoy:
         self.ready_timeout = ready_timeout
         self.log_level = log_level
         self.extra_args = list(extra_args)
+        self.concurrency = concurrency
         self.listen_port = free_port()
         self.admin_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="lf-e2e-envoy-"))
@@ -283,7 +286,7 @@ class Envoy:
         cmd = [
             self.envoy_bin,
             "-c", str(self.config_path),
-            "--concurrency", "1",
+            "--concurrency", str(self.concurrency),
             "--use-dynamic-base-id",
             "--log-level", self.log_level,
             "--component-log-level", "wasm:debug",
