@@ -9,7 +9,8 @@
 //!   A nested object or array is rejected, or with `nested_values: raw` signed as its JSON text
 //!   exactly as sent. Nesting deeper than [`MAX_NESTED_DEPTH`] levels is malformed.
 //! - Form: `key=value` pairs split on `&`, `+` and `%XX` decoded (serde_urlencoded). Every pair
-//!   must contain `=`; every `%` must start a valid escape; the decoded text must be UTF-8.
+//!   must contain `=`; every `%` must start a valid escape; the decoded text must be UTF-8; a
+//!   raw `;` is rejected (a pair separator for some parsers; `%3B` is a plain character).
 //!   Empty segments (`a=1&&b=2`) are ignored, as every mainstream parser does.
 //! - Both: keys must be non-empty and unique (a repeated key is ambiguous: rejected); the body
 //!   must not be empty and must hold at least one pair.
