@@ -30,6 +30,8 @@ class H2Response:
     headers: list[tuple[str, str]]
     body: bytes
     reset: int | None = None  # RST_STREAM error code from Envoy, if the stream was reset
+    goaway: int | None = None  # GOAWAY error code, if Envoy sent one
+    closed: bool = False  # the connection ended (GOAWAY or TCP close) before the stream did
     raw: bytes = field(repr=False, default=b"")  # headers + body, for "nothing leaks" checks
 
     def header(self, name: str) -> str | None:
@@ -55,15 +57,20 @@ class _Stream:
 
 
 class H2Client:
-    def __init__(self, port: int, timeout: float = IO_TIMEOUT):
+    def __init__(self, port: int, timeout: float = IO_TIMEOUT, *, validate: bool = True):
+        """validate=False lets the client send headers HTTP/2 forbids (e.g. transfer-encoding)."""
         self.timeout = timeout
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.settimeout(timeout)
-        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        cfg = h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+        )
         self.conn = h2.connection.H2Connection(config=cfg)
         self.conn.initiate_connection()
         self.streams: dict[int, _Stream] = {}
         self.terminated = False
+        self.goaway: int | None = None
         self._flush()
 
     def close(self) -> None:
@@ -116,6 +123,7 @@ class H2Client:
                 st.ended = True
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.terminated = True
+                self.goaway = int(ev.error_code)
         self._flush()
         return not self.terminated
 
@@ -177,4 +185,6 @@ class H2Client:
         while not st.ended and not self.terminated and time.monotonic() < deadline:
             self._pump(max(0.0, deadline - time.monotonic()))
         raw = "".join(f"{k}: {v}\r\n" for k, v in st.headers).encode() + bytes(st.body)
-        return H2Response(st.status, st.headers, bytes(st.body), st.reset, raw)
+        closed = self.terminated and not st.ended
+        return H2Response(st.status, st.headers, bytes(st.body), st.reset, self.goaway, closed,
+                          raw)

@@ -88,8 +88,9 @@ def assert_forwarded(backend, resp, body: bytes, verified: str | None = None):
 # --- raw exchanges: several responses on one connection ---------------------------------------
 
 
-def read_responses(sock: socket.socket, wait: float = 3.0) -> list[harness.Response]:
-    """Every complete response until EOF, reset or `wait` seconds of silence."""
+def read_responses(sock: socket.socket, wait: float = 3.0,
+                   expect: int | None = None) -> list[harness.Response]:
+    """Every complete response until EOF, reset, `wait` seconds of silence or `expect` of them."""
     sock.settimeout(wait)
     buf, out = b"", []
     while True:
@@ -105,6 +106,8 @@ def read_responses(sock: socket.socket, wait: float = 3.0) -> list[harness.Respo
                 out.append(harness.Response(int(parts[1]), parts[2] if len(parts) > 2 else "",
                                             headers, body, buf[:end]))
                 buf = buf[end:]
+                if expect is not None and len(out) >= expect:
+                    return out
                 continue
         try:
             data = sock.recv(65536)
@@ -115,14 +118,16 @@ def read_responses(sock: socket.socket, wait: float = 3.0) -> list[harness.Respo
         buf += data
 
 
-def exchange(port: int, data: bytes, wait: float = 3.0) -> list[harness.Response]:
-    """One write of raw bytes (send errors ignored: Envoy may close early), then every response."""
+def exchange(port: int, data: bytes, wait: float = 3.0,
+             expect: int | None = None) -> list[harness.Response]:
+    """One write of raw bytes (send errors ignored: Envoy may close early), then every response
+    (or the first `expect` ones)."""
     with socket.create_connection(("127.0.0.1", port), timeout=harness.IO_TIMEOUT) as s:
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        return read_responses(s, wait)
+        return read_responses(s, wait, expect)
 
 
 def raw_request(method, path, headers, body=b"", **kw) -> bytes:
@@ -381,7 +386,8 @@ def test_chunked_genuine_small_chunks_forwarded(guard, backend, size):
         (CUBE_PATH, cube_headers(SAMPLE_JSON), SAMPLE_JSON, f"cube; key={CUBE_KEY_ID}"),
     ]:
         backend.reset()
-        (resp,) = exchange(guard.listen_port, _chunked_head((path, hdrs)) + _chunked(body, size))
+        (resp,) = exchange(guard.listen_port, _chunked_head((path, hdrs)) + _chunked(body, size),
+                           expect=1)
         assert_forwarded(backend, resp, body, verified)
 
 
@@ -392,7 +398,8 @@ def test_chunked_forged_rejected(guard, backend, size):
         (PATH, md5_headers(sig_form(b"a=1"), FORM), SAMPLE_FORM),
         (CUBE_PATH, forged_cube_headers(SAMPLE_JSON), SAMPLE_JSON),
     ]:
-        (resp,) = exchange(guard.listen_port, _chunked_head((path, hdrs)) + _chunked(body, size))
+        (resp,) = exchange(guard.listen_port, _chunked_head((path, hdrs)) + _chunked(body, size),
+                           expect=1)
         assert_rejection(resp, "invalid_signature")
     wait_no_upstream_bytes(backend)
 
@@ -720,6 +727,32 @@ def test_h2_rejection_puts_zero_bytes_upstream(guard, backend, name, frames):
         resp = c.request("POST", path, hdrs, body, frame_size=frame_size)
     assert_rejection(resp, category)
     wait_no_upstream_bytes(backend)
+
+
+H2_BAD_FRAMING = {
+    # content-length disagreeing with the DATA frames: Envoy's codec refuses the stream.
+    "content-length-shorter": [("content-length", "10")],
+    "content-length-longer": [("content-length", str(len(SAMPLE_JSON) + 10))],
+    # Connection-specific headers are forbidden in HTTP/2 (RFC 9113 8.2.2).
+    "transfer-encoding-chunked": [("transfer-encoding", "chunked")],
+    "connection-keep-alive": [("connection", "keep-alive")],
+    "uppercase-header-name": [("X-LF-MD5", GOOD)],
+}
+
+
+@pytest.mark.parametrize("name", list(H2_BAD_FRAMING))
+def test_h2_bad_framing_is_refused_by_envoy(guard, backend, name):
+    """A genuine signature with HTTP/2 framing Envoy refuses: Envoy answers 400, resets the
+    stream or closes the connection (observed: a malformed header block closes it, a
+    content-length mismatch resets the stream); nothing upstream, the next request works."""
+    with H2Client(guard.listen_port, timeout=10, validate=False) as c:
+        resp = c.request("POST", PATH, md5_headers() + H2_BAD_FRAMING[name], SAMPLE_JSON,
+                         content_length=False)
+        assert resp.status == 400 or resp.reset is not None or resp.closed, resp
+        if resp.status is not None:
+            assert_envoy_rejection(resp, 400)
+        wait_no_upstream_bytes(backend)
+    assert_alive(guard, backend)
 
 
 def test_h2_over_limit_without_content_length_is_413(guard, backend):
