@@ -18,8 +18,11 @@ Statuses that come from Envoy itself, before the filter sees a request (asserted
 upstream): 431 for request headers over Envoy's 60 KiB default (`max_request_headers_kb`), 400
 (text/plain `Bad Request`) for invalid HTTP/1.1 framing (both `Content-Length` and
 `Transfer-Encoding`, bad chunk sizes, conflicting Content-Length values), 501 for a
-`Transfer-Encoding` other than `chunked`. Envoy's codec never hands the filter a stream it could
-not frame, and in both modes (hold: the filter pauses the headers; buffer: the buffer filter holds
+`Transfer-Encoding` other than `chunked` (also `chunked` twice). Over HTTP/2 a content-length
+that disagrees with the DATA frames gets RST_STREAM(PROTOCOL_ERROR) and a malformed header block
+(connection-specific or uppercase names) closes the connection. Pipelined HTTP/1.1 requests
+after a local reply are not read (Envoy closes the connection). Envoy's codec never hands the
+filter a stream it could not frame, and in both modes (hold: the filter pauses the headers; buffer: the buffer filter holds
 them) nothing reaches the backend before the filter has verified the complete body.
 """
 
