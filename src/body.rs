@@ -9,7 +9,8 @@
 //!   A nested object or array is rejected, or with `nested_values: raw` signed as its JSON text
 //!   exactly as sent. Nesting deeper than [`MAX_NESTED_DEPTH`] levels is malformed.
 //! - Form: `key=value` pairs split on `&`, `+` and `%XX` decoded (serde_urlencoded). Every pair
-//!   must contain `=`; every `%` must start a valid escape; the decoded text must be UTF-8.
+//!   must contain `=`; every `%` must start a valid escape; the decoded text must be UTF-8; a
+//!   raw `;` is rejected (a pair separator for some parsers; `%3B` is a plain character).
 //!   Empty segments (`a=1&&b=2`) are ignored, as every mainstream parser does.
 //! - Both: keys must be non-empty and unique (a repeated key is ambiguous: rejected); the body
 //!   must not be empty and must hold at least one pair.
@@ -457,6 +458,13 @@ fn validate_form(body: &[u8]) -> Result<(), Rejection> {
         if !segment.contains(&b'=') {
             return Err(malformed("form pair without `=`"));
         }
+        // A raw `;` separates pairs for some parsers (Python before 3.9.2 / CVE-2021-23336, Ruby
+        // Rack before 3) and makes Go's url.ParseQuery drop the pair: `a=1;b=2` would be signed
+        // as one value and read as another parameter set ("parameter cloaking"). Encoders send
+        // `%3B`; a raw `;` is ambiguous, like a duplicate key.
+        if segment.contains(&b';') {
+            return Err(malformed("raw `;` in a form body"));
+        }
         let mut i = 0;
         while let Some(&b) = segment.get(i) {
             if b == b'%' {
@@ -687,6 +695,8 @@ mod tests {
         assert_eq!(form("&a=1&&b=2&").unwrap(), kv(&[("a", "1"), ("b", "2")]));
         // `=` inside a value is kept.
         assert_eq!(form("a=x%3Dy=z").unwrap(), kv(&[("a", "x=y=z")]));
+        // An encoded `;` is a plain character (only a raw `;` is ambiguous).
+        assert_eq!(form("a=1%3Bb%3D2").unwrap(), kv(&[("a", "1;b=2")]));
     }
 
     #[test]
@@ -695,6 +705,10 @@ mod tests {
             "a=1&a=2", "a=1&a=1", "a", "a=1&b", "a=%zz", "a=%4", "a=%", "a=%ff", "a=%C3%28", "=x",
             "", "&&",
         ] {
+            assert_eq!(reason(form(bad)), Reason::MalformedBody, "{bad}");
+        }
+        // A raw `;` (a pair separator for some parsers) is ambiguous.
+        for bad in ["a=1;b=2", "a=1&b=x;y", "a;b=1", ";", "a=1&;", "a=1&b=2;"] {
             assert_eq!(reason(form(bad)), Reason::MalformedBody, "{bad}");
         }
         let p = Params::parse(MediaType::Form, b"a=\xff", &Md5Options::default());

@@ -127,6 +127,11 @@ MATRIX_SUBSET = [
     "test_bad_config.py::test_envoy_refuses_bad_plugin_config[invalid-json]",
     "test_bad_config.py::test_envoy_refuses_bad_plugin_config[unknown-top-level-field]",
     "test_bad_config.py::test_good_custom_config_starts",
+    # hostile input (issue 8): request smuggling, HTTP framing and h2c depend on Envoy's codecs
+    "test_hostile.py::test_content_length_shorter_than_sent_smuggles_nothing",
+    "test_hostile.py::test_smuggling_framing_rejected_by_envoy[*]",
+    "test_hostile.py::test_h2_genuine_is_forwarded_byte_for_byte[*-small-frames]",
+    "test_hostile.py::test_h2_stream_reset_halfway_puts_zero_bytes_upstream[*]",
     # deployment features that depend on the Envoy version
     "test_per_route.py::*",
     "test_hold_watchdog.py::*",
