@@ -121,8 +121,8 @@ fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
 }
 
 /// Hold-mode watchdog state of one worker, shared by the root context (which scans it on every
-/// tick) and the HTTP contexts (which register when they pause on headers and leave at their
-/// first body callback, or when they end).
+/// tick) and the HTTP contexts (which register when they pause on headers, refresh their entry
+/// on every body chunk, and leave at the end of the body, or when they end).
 #[derive(Default)]
 struct HoldWatch {
     held: HashMap<u32, Held>,
@@ -133,9 +133,12 @@ struct HoldWatch {
 }
 
 struct Held {
+    /// When the request was held, or when its latest body chunk arrived.
     since_ms: u64,
     request_id: String,
     route: String,
+    /// Part of the body arrived: a timeout now is a client that stalled mid-body (408).
+    body_started: bool,
 }
 
 /// How often the root context scans held requests: a fifth of the timeout, 20 ms..1 s.
@@ -160,7 +163,12 @@ impl GuardRoot {
 
     /// Answer a request that was held longer than `hold_timeout_ms` without a body callback.
     fn answer_expired(&self, context_id: u32, held: Held, body_seen: bool, timeout_ms: u64) {
-        let (reason, detail) = if body_seen {
+        let (reason, detail) = if held.body_started {
+            (
+                Reason::RequestTimeout,
+                "request body stalled for hold_timeout_ms",
+            )
+        } else if body_seen {
             (
                 Reason::RequestTimeout,
                 "no request body within hold_timeout_ms",
@@ -370,11 +378,7 @@ impl Context for GuardHttp {}
 
 impl Drop for GuardHttp {
     fn drop(&mut self) {
-        if self.watched {
-            if let Ok(mut watch) = self.watch.try_borrow_mut() {
-                watch.held.remove(&self.context_id);
-            }
-        }
+        self.leave_watch();
     }
 }
 
@@ -608,6 +612,7 @@ impl GuardHttp {
             since_ms: now_ms(),
             request_id: self.request_id.clone(),
             route: self.route_name(route).to_string(),
+            body_started: false,
         };
         if let Ok(mut watch) = self.watch.try_borrow_mut() {
             watch.held.insert(self.context_id, held);
@@ -615,19 +620,42 @@ impl GuardHttp {
         }
     }
 
-    /// A body or trailers callback arrived: leave the watchdog. Returns false when the watchdog
-    /// already answered this request (it must then stay stopped).
-    fn body_arrived(&mut self) -> bool {
+    /// Leave the watchdog (decided, or gone).
+    fn leave_watch(&mut self) {
+        if self.watched {
+            if let Ok(mut watch) = self.watch.try_borrow_mut() {
+                watch.held.remove(&self.context_id);
+                self.watched = false;
+            }
+        }
+    }
+
+    /// A body or trailers callback arrived. At the end of the body leave the watchdog; before
+    /// it, restart this request's clock (a client that stalls mid-body is answered 408 after
+    /// `hold_timeout_ms`, not after Envoy's 300 s stream idle timeout). Returns false when the
+    /// watchdog already answered this request (it must then stay stopped).
+    fn body_arrived(&mut self, end_of_body: bool) -> bool {
         if !self.watched {
             return true;
         }
-        self.watched = false;
-        match self.watch.try_borrow_mut() {
-            Ok(mut watch) => {
-                watch.body_after_hold_seen = true;
-                watch.held.remove(&self.context_id).is_some()
+        let Ok(mut watch) = self.watch.try_borrow_mut() else {
+            return true;
+        };
+        watch.body_after_hold_seen = true;
+        if end_of_body {
+            self.watched = false;
+            return watch.held.remove(&self.context_id).is_some();
+        }
+        match watch.held.get_mut(&self.context_id) {
+            Some(held) => {
+                held.since_ms = now_ms();
+                held.body_started = true;
+                true
             }
-            Err(_) => true,
+            None => {
+                self.watched = false;
+                false
+            }
         }
     }
 
@@ -758,12 +786,12 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.body_arrived() {
+        if !self.body_arrived(end_of_stream) {
             self.state = State::Rejected;
             return Action::Pause;
         }
         let limit = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        match &mut self.state {
+        let action = match &mut self.state {
             State::Holding { pending, buffered } => {
                 *buffered = body_size;
                 let route = Some(pending.route);
@@ -780,7 +808,11 @@ impl HttpContext for GuardHttp {
             }
             State::Rejected => Action::Pause,
             State::Passthrough => Action::Continue,
+        };
+        if !matches!(self.state, State::Holding { .. }) {
+            self.leave_watch();
         }
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -789,7 +821,7 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if !self.body_arrived() {
+        if !self.body_arrived(true) {
             self.state = State::Rejected;
             return Action::Pause;
         }

@@ -114,3 +114,39 @@ def test_watchdog_off_leaves_timeouts_to_envoy(start_envoy, backend, tmp_path):
     with pytest.raises((socket.timeout, TimeoutError)):
         _headers_only(envoy.listen_port, "wd-off", timeout=2.5)
     wait_no_upstream_bytes(backend)
+
+
+def test_client_stalled_mid_body_gets_408_and_trickle_passes(start_envoy, backend):
+    """The watchdog clock restarts on every body chunk: a client that goes quiet halfway through
+    its body is answered 408 after hold_timeout_ms (not after Envoy's 300 s stream idle
+    timeout), while one that trickles its body with shorter gaps passes however long it takes."""
+    envoy = start_envoy(yaml_path=harness.DEFAULT_YAML, plugin_config=PLUGIN)
+    envoy.start()
+    head, body = build_request("POST", PATH, HEADERS + [("x-request-id", "wd-midbody")], SAMPLE_JSON)
+    with socket.create_connection(("127.0.0.1", envoy.listen_port), timeout=8) as s:
+        s.settimeout(8)
+        s.sendall(head)
+        time.sleep(0.3)
+        s.sendall(body[: len(body) // 2])
+        half_sent = time.monotonic()
+        resp = _read_response(s)
+        took = time.monotonic() - half_sent
+    assert resp.status == 408, (resp.status, resp.body)
+    assert resp.json() == {"error": "request_timeout", "request_id": "wd-midbody"}
+    assert HOLD_TIMEOUT_MS / 1000 - 0.05 <= took < HOLD_TIMEOUT_MS / 1000 + 3, took
+    wait_no_upstream_bytes(backend)
+    envoy.wait_for_log(lambda t: "request body stalled" in t)
+    assert "request body stalled for hold_timeout_ms" in envoy.log_text()
+
+    # Trickled: 6 pieces, 0.4 s apart (2+ s in all, twice hold_timeout_ms): accepted verbatim.
+    pieces = [body[i : i + len(body) // 6 + 1] for i in range(0, len(body), len(body) // 6 + 1)]
+    with socket.create_connection(("127.0.0.1", envoy.listen_port), timeout=8) as s:
+        s.settimeout(8)
+        s.sendall(head)
+        for piece in pieces:
+            time.sleep(0.4)
+            s.sendall(piece)
+        ok = _read_response(s)
+    assert ok.status == 200, (ok.status, ok.body)
+    (req,) = backend.wait_requests(1)
+    assert req.body == SAMPLE_JSON
