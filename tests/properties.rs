@@ -394,31 +394,51 @@ fn cube_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The Cube canonical JSON of a generated document: compact, keys sorted by bytes at every
-/// level, numbers as written, strings re-escaped by `cube_string`.
+/// The Cube canonical JSON of a generated document (see `cube_write`).
 fn cube_canonical(node: &Node, out: &mut String) {
-    match node {
-        Node::Str(s) => cube_string(&s.text, out),
-        Node::Num(n) => out.push_str(n),
-        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Node::Null => out.push_str("null"),
-        Node::Arr(items) => {
+    fn tree(node: &Node) -> J {
+        match node {
+            Node::Str(s) => J::Str(s.text.clone()),
+            Node::Num(n) => J::Num(n.clone()),
+            Node::Bool(b) => J::Bool(*b),
+            Node::Null => J::Null,
+            Node::Arr(items) => J::Arr(items.iter().map(tree).collect()),
+            Node::Obj(members) => J::Obj(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.text.clone(), tree(v)))
+                    .collect(),
+            ),
+        }
+    }
+    cube_write(&tree(node), out);
+}
+
+/// Cube canonical JSON, written independently of the core: compact, keys sorted by bytes at
+/// every level, numbers as written, strings re-escaped by `cube_string`.
+fn cube_write(v: &J, out: &mut String) {
+    match v {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Num(n) => out.push_str(n),
+        J::Str(s) => cube_string(s, out),
+        J::Arr(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 out.push_str(if i > 0 { "," } else { "" });
-                cube_canonical(item, out);
+                cube_write(item, out);
             }
             out.push(']');
         }
-        Node::Obj(members) => {
-            let mut sorted: Vec<&(JStr, Node)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.text.as_bytes().cmp(b.0.text.as_bytes()));
+        J::Obj(members) => {
+            let mut sorted: Vec<&(String, J)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.push('{');
             for (i, (k, v)) in sorted.into_iter().enumerate() {
                 out.push_str(if i > 0 { "," } else { "" });
-                cube_string(&k.text, out);
+                cube_string(k, out);
                 out.push(':');
-                cube_canonical(v, out);
+                cube_write(v, out);
             }
             out.push('}');
         }
@@ -763,36 +783,8 @@ fn oracle_md5_json(body: &[u8]) -> Option<Vec<(String, String)>> {
 
 /// Cube canonical JSON of a body, or `None` when the body is malformed.
 fn oracle_cube(body: &[u8]) -> Option<String> {
-    fn write(v: &J, out: &mut String) {
-        match v {
-            J::Null => out.push_str("null"),
-            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            J::Num(n) => out.push_str(n),
-            J::Str(s) => cube_string(s, out),
-            J::Arr(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    out.push_str(if i > 0 { "," } else { "" });
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            J::Obj(members) => {
-                let mut sorted: Vec<&(String, J)> = members.iter().collect();
-                sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                out.push('{');
-                for (i, (k, v)) in sorted.into_iter().enumerate() {
-                    out.push_str(if i > 0 { "," } else { "" });
-                    cube_string(k, out);
-                    out.push(':');
-                    write(v, out);
-                }
-                out.push('}');
-            }
-        }
-    }
     let mut out = String::new();
-    write(&parse_strict(body)?, &mut out);
+    cube_write(&parse_strict(body)?, &mut out);
     Some(out)
 }
 
@@ -859,6 +851,42 @@ fn oracle_form(body: &[u8]) -> FormOracle {
     FormOracle::Pairs(pairs)
 }
 
+/// md5 sign-then-verify: the crate's signer agrees with the signature built here from `pairs`,
+/// the filter accepts it, and a signature made with another secret (a different string: the
+/// signed texts then differ) is rejected.
+fn md5_round_trip(
+    media: MediaType,
+    ct: &str,
+    body: &[u8],
+    pairs: &[(String, String)],
+    secret: &str,
+    other: &str,
+) -> Result<(), TestCaseError> {
+    let sig = md5_header(md5_text(pairs, secret).as_bytes());
+    prop_assert_eq!(
+        &sign_md5(media, body, &Md5Options::default(), secret.as_bytes()).unwrap(),
+        &sig
+    );
+    let c = config(secret, "cube-key", "k");
+    prop_assert_eq!(
+        decide(&c, MD5_PATH, &md5_head(ct.as_bytes(), sig.as_bytes()), body),
+        Ok(format!("md5; key={MD5_KEY_ID}"))
+    );
+    if other != secret {
+        let forged = md5_header(md5_text(pairs, other).as_bytes());
+        prop_assert_eq!(
+            decide(
+                &c,
+                MD5_PATH,
+                &md5_head(ct.as_bytes(), forged.as_bytes()),
+                body
+            ),
+            Err(Reason::InvalidSignature)
+        );
+    }
+    Ok(())
+}
+
 /// Bytes a mutation writes: anything, biased to those that change JSON or form structure.
 fn mutation_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
@@ -915,25 +943,7 @@ proptest! {
         ct in json_content_type(),
     ) {
         let body = render_body(&members, ws);
-        let pairs = flat_pairs(&members);
-        let sig = md5_header(md5_text(&pairs, &secret).as_bytes());
-        prop_assert_eq!(
-            &sign_md5(MediaType::Json, &body, &Md5Options::default(), secret.as_bytes()).unwrap(),
-            &sig
-        );
-        let c = config(&secret, "cube-key", "k");
-        prop_assert_eq!(
-            decide(&c, MD5_PATH, &md5_head(ct.as_bytes(), sig.as_bytes()), &body),
-            Ok(format!("md5; key={MD5_KEY_ID}"))
-        );
-        // Another secret (a different string: the signed texts then differ).
-        if other != secret {
-            let forged = md5_header(md5_text(&pairs, &other).as_bytes());
-            prop_assert_eq!(
-                decide(&c, MD5_PATH, &md5_head(ct.as_bytes(), forged.as_bytes()), &body),
-                Err(Reason::InvalidSignature)
-            );
-        }
+        md5_round_trip(MediaType::Json, ct, &body, &flat_pairs(&members), &secret, &other)?;
     }
 
     /// md5, form bodies with a random mix of encodings.
@@ -944,23 +954,7 @@ proptest! {
         other in secret(),
         ct in form_content_type(),
     ) {
-        let sig = md5_header(md5_text(&pairs, &secret).as_bytes());
-        prop_assert_eq!(
-            &sign_md5(MediaType::Form, &body, &Md5Options::default(), secret.as_bytes()).unwrap(),
-            &sig
-        );
-        let c = config(&secret, "cube-key", "k");
-        prop_assert_eq!(
-            decide(&c, MD5_PATH, &md5_head(ct.as_bytes(), sig.as_bytes()), &body),
-            Ok(format!("md5; key={MD5_KEY_ID}"))
-        );
-        if other != secret {
-            let forged = md5_header(md5_text(&pairs, &other).as_bytes());
-            prop_assert_eq!(
-                decide(&c, MD5_PATH, &md5_head(ct.as_bytes(), forged.as_bytes()), &body),
-                Err(Reason::InvalidSignature)
-            );
-        }
+        md5_round_trip(MediaType::Form, ct, &body, &pairs, &secret, &other)?;
     }
 
     /// Cube, nested JSON: arbitrary key id and key; the signed text is built here from the
