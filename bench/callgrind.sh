@@ -14,6 +14,10 @@ for what in md5 forged cube plain; do
     valgrind --tool=callgrind --callgrind-out-file="$out/cg" --toggle-collect='*_loop*' \
       "$BIN" "$what" "$size" "$N" >"$out/stdout" 2>/dev/null
     ir=$(callgrind_annotate "$out/cg" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+    if ! [[ "$ir" =~ ^[0-9]+$ ]] || (( ir == 0 )); then
+      echo "callgrind counted no instructions in *_loop* ($what $size): is $BIN stripped?" >&2
+      exit 1
+    fi
     allocs=$(sed -n 's/.*allocations per call: \([0-9.]*\).*/\1/p' "$out/stdout")
     printf '| %s | %s | %d | %s |\n' "$what" "$size" "$((ir / N))" "${allocs:-0 (plain MD5)}"
   done
