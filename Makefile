@@ -138,7 +138,7 @@ bench-envoy: bench-build
 
 bench: bench-envoy
 	$(MAKE) --no-print-directory bench-micro
-	bench/callgrind.sh 300 | tee bench/results/callgrind.md
+	bench/callgrind.sh 100 | tee bench/results/callgrind.md
 
 # ---- Soak (issue 8): not part of `make test` (tests/e2e/test_soak.py is its short version). ----
 # Per mode (hold: envoy/envoy.yaml, buffer: envoy/envoy-buffered.yaml): Envoy --concurrency 2,
