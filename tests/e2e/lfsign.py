@@ -210,7 +210,11 @@ def cube_signed_text(body: bytes, version: str, algo: str, timestamp: str) -> by
 def cube_mac(body: bytes, key: str, timestamp: str, version: str = "1.0",
              algo: str = "HMAC-SHA1") -> str:
     """base64 of the raw HMAC-SHA1 bytes (the part after the slash)."""
-    text = cube_signed_text(body, version, algo, timestamp)
+    return cube_mac_of_text(cube_signed_text(body, version, algo, timestamp), key)
+
+
+def cube_mac_of_text(text: bytes, key: str) -> str:
+    """base64 HMAC-SHA1 of an already built signed text (key = the key value's bytes)."""
     return base64.b64encode(hmac.new(key.encode("ascii"), text, hashlib.sha1).digest()).decode(
         "ascii"
     )

@@ -60,9 +60,14 @@ def post_md5(envoy: harness.Envoy, path: str, body: bytes, sig: str | None = "au
 def lf_stats(envoy: harness.Envoy) -> dict[str, int]:
     """The filter's counters from admin /stats, without the `wasmcustom.lf_webhook_guard.`
     prefix (e.g. {"requests_total": 3, "rejected.reason=invalid_signature": 1, ...})."""
+    return lf_counters(envoy.stats())
+
+
+def lf_counters(stats: dict) -> dict[str, int]:
+    """The filter's counters out of an already read /stats dict (see `lf_stats`)."""
     return {
         name[len(PREFIX):]: value
-        for name, value in envoy.stats().items()
+        for name, value in stats.items()
         if name.startswith(PREFIX) and isinstance(value, int)
     }
 

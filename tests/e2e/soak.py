@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import lfsign  # noqa: E402
+from opsutil import lf_counters  # noqa: E402
 
 SECRET = harness.DEFAULT_SECRET
 CUBE_KEY_ID = harness.DEFAULT_CUBE_KEY_ID
@@ -59,7 +60,6 @@ CUBE_KEY = harness.DEFAULT_CUBE_KEY
 WRONG_SECRET = "not-the-secret-0123"
 WRONG_CUBE_KEY = "X" * 64
 MAX_BODY = 65536  # the shipped plugin JSON's max_body_bytes
-LF = "wasmcustom.lf_webhook_guard."
 MIB = 1024 * 1024
 
 # Memory bound after warm-up. Envoy's working set under this load is bounded by the number of
@@ -352,10 +352,6 @@ def vm_stats(stats: dict) -> dict[str, int]:
         and (k.startswith("wasm.envoy.wasm.runtime.") or k == "wasm.wasm_vm_count"
              or k.startswith("wasm.lf_webhook_guard."))
     }
-
-
-def lf_counters(stats: dict) -> dict[str, int]:
-    return {k[len(LF):]: v for k, v in stats.items() if k.startswith(LF) and isinstance(v, int)}
 
 
 async def sample_rss(pid: int, out: list[int], stop: asyncio.Event) -> None:

@@ -38,10 +38,8 @@ import uuid
 from collections import Counter
 from urllib.parse import parse_qsl, unquote
 
-import pytest
-
 import lfsign
-from e2eutil import CUBE_KEY, CUBE_KEY_ID, FORM, JSON, SECRET, now_ms, running_envoy
+from e2eutil import CUBE_KEY, CUBE_KEY_ID, FORM, JSON, SECRET, envoy_fixture, now_ms
 from harness import send_request
 
 PATH = "/linksfield/diff"
@@ -51,10 +49,7 @@ REPORT: dict = {}
 NOTES: Counter = Counter()  # accepted inputs on which a non-default parser view differs (safe)
 
 
-@pytest.fixture(scope="module")
-def diff_guard(envoy_bin, wasm_path, envoy_yaml, backend_server):
-    with running_envoy(backend_server, envoy_bin, wasm_path, envoy_yaml) as env:
-        yield env
+diff_guard = envoy_fixture()
 
 
 # ==============================================================================================
@@ -278,13 +273,8 @@ def cube_interpretations(body: bytes) -> dict[str, str]:
 
 
 def cube_sig(canonical: str, ts: str) -> str:
-    import base64
-    import hashlib
-    import hmac
-
     text = f"1.0:HMAC-SHA1:{ts}".encode() + canonical.encode("utf-8", "surrogatepass")
-    mac = base64.b64encode(hmac.new(CUBE_KEY.encode(), text, hashlib.sha1).digest()).decode()
-    return f"{CUBE_KEY_ID}/{mac}"
+    return f"{CUBE_KEY_ID}/{lfsign.cube_mac_of_text(text, CUBE_KEY)}"
 
 
 # ==============================================================================================
