@@ -51,7 +51,6 @@ cli:
 
 # Test-only filter that panics on `x-lf-crash-probe` (tests/e2e/test_crash.py: a crashed VM fails
 # closed). Own target dir, so it never replaces the real $(WASM).
-CRASH_PROBE_WASM := target/crash-probe/$(WASM_TARGET)/release/lf_webhook_guard.wasm
 wasm-crash-probe: toolchain
 	$(CARGO) build --release --lib --target $(WASM_TARGET) --features crash-probe --target-dir target/crash-probe
 
