@@ -351,7 +351,7 @@ fn is_token(s: &str) -> bool {
 
 /// An environment variable name that may appear in an error message. Anything else given as a
 /// variable name may be a secret pasted into the wrong field: it is never repeated.
-fn printable_var(var: &str) -> Option<&str> {
+pub fn printable_var(var: &str) -> Option<&str> {
     let mut bytes = var.bytes();
     let first_ok = bytes
         .next()

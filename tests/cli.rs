@@ -866,6 +866,42 @@ fn check_config_plugin_json() {
 }
 
 #[test]
+fn check_config_flags_unsafe_exemptions_and_underscore_headers() {
+    let shipped = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).unwrap();
+    let t = Tmp::new("cc-exempt");
+    // A prefix route that disables the filter, and underscore headers allowed.
+    let unsafe_yaml = shipped
+        .replace(
+            r#"- match: { path: "/linksfield/health" }"#,
+            r#"- match: { prefix: "/app2/" }"#,
+        )
+        .replace(
+            "headers_with_underscores_action: DROP_HEADER",
+            "headers_with_underscores_action: ALLOW",
+        );
+    assert_ne!(unsafe_yaml, shipped);
+    let o = check(
+        &t.file("unsafe.yaml", unsafe_yaml.as_bytes()),
+        &DEMO_ENV,
+        &["--json"],
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let problems = json(&o)["problems"].to_string();
+    assert!(
+        problems.contains("routes[0].match") && problems.contains("exact"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("headers_with_underscores_action"),
+        "{problems}"
+    );
+    assert_eq!(
+        code(&check(&repo().join("envoy/envoy.yaml"), &DEMO_ENV, &[])),
+        0
+    );
+}
+
+#[test]
 fn check_config_envoy_yaml() {
     let shipped = repo().join("envoy/envoy.yaml");
     let o = check(&shipped, &DEMO_ENV, &[]);

@@ -40,6 +40,9 @@ CATEGORIES = {
     "body_too_large": 413,
     "partner_not_allowed": 403,
     "stale_notification": 401,
+    "non_canonical_path": 400,
+    "query_not_allowed": 400,
+    "unsupported_encoding": 415,
 }
 
 
@@ -174,14 +177,15 @@ def running_envoy(backend_server, envoy_bin, wasm_path, yaml_path, **kw):
         env.close()
 
 
-def envoy_fixture(plugin_config: dict | None = None, **kw):
-    """A module-scoped `envoy` fixture running the YAML under test with `plugin_config`:
-    `envoy = envoy_fixture(CONFIG)` at module level."""
+def envoy_fixture(plugin_config: dict | None = None, yaml_path=None, **kw):
+    """A module-scoped `envoy` fixture running the YAML under test (or `yaml_path`) with
+    `plugin_config`: `envoy = envoy_fixture(CONFIG)` at module level."""
 
     @pytest.fixture(scope="module")
     def envoy(envoy_bin, wasm_path, envoy_yaml, backend_server):
         with running_envoy(
-            backend_server, envoy_bin, wasm_path, envoy_yaml, plugin_config=plugin_config, **kw
+            backend_server, envoy_bin, wasm_path, yaml_path or envoy_yaml,
+            plugin_config=plugin_config, **kw,
         ) as e:
             yield e
 

@@ -31,6 +31,8 @@ CUSTOM = {
     ],
     "max_body_bytes": LIMIT,
     "md5": {"empty_values": "skip", "nested_values": "raw"},
+    # Other paths are forwarded (the neighbours test below).
+    "posture": "route_list",
 }
 
 
@@ -63,9 +65,9 @@ def test_exact_path_with_allowed_method(knobs, backend):
              SAMPLE_JSON)
 
 
-def test_exact_path_ignores_query_string(knobs, backend):
+def test_exact_path_rejects_query_string(knobs, backend):
     resp = post(knobs, "/hook?a=b", SAMPLE_JSON, None, method="PUT")
-    assert_rejection(resp, "missing_signature")
+    assert_rejection(resp, "query_not_allowed")
     wait_no_upstream_bytes(backend)
 
 
@@ -79,9 +81,9 @@ def test_exact_path_other_method_is_405_with_allow(knobs, backend, slow):
 
 
 def test_exact_path_also_protects_trailing_slash(knobs, backend):
-    # Many backends serve /hook/ as /hook: the filter protects both (README, path_exact).
+    # Many backends serve /hook/ as /hook: an alias, rejected (docs/protection.md).
     resp = post(knobs, "/hook/", SAMPLE_JSON, None, method="PUT")
-    assert_rejection(resp, "missing_signature")
+    assert_rejection(resp, "non_canonical_path")
     wait_no_upstream_bytes(backend)
 
 

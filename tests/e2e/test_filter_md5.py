@@ -17,8 +17,9 @@ import pytest
 import lfsign
 from e2eutil import (
     FORM, JSON, SAMPLE_FORM, SAMPLE_JSON, SECRET, assert_logged_warn, assert_rejection,
-    json_body_of_size, sig_form, sig_json, wait_no_upstream_bytes,
+    envoy_fixture, json_body_of_size, sig_form, sig_json, wait_no_upstream_bytes,
 )
+import harness
 from harness import send_request
 
 PATH = "/linksfield/sms-uplink"
@@ -62,7 +63,7 @@ REJECTIONS = [
     # --- 401 missing / invalid signature
     Case("no-signature-json", "missing_signature", _h(JSON), SAMPLE_JSON),
     Case("no-signature-form", "missing_signature", _h(FORM), SAMPLE_FORM),
-    Case("no-signature-query-string-ignored", "missing_signature", _h(JSON), SAMPLE_JSON,
+    Case("signature-in-query-string", "query_not_allowed", _h(JSON), SAMPLE_JSON,
          path=PATH + "?x-lf-md5=" + GOOD),
     Case("wrong-secret", "invalid_signature", _h(JSON, sig_json(SAMPLE_JSON, "other-secret")),
          SAMPLE_JSON, forbidden=(GOOD, GOOD_HEX, CANONICAL)),
@@ -182,13 +183,13 @@ GENUINE = [
 @pytest.mark.parametrize("name,ctype,body,sig", GENUINE, ids=[g[0] for g in GENUINE])
 def test_genuine_request_is_forwarded_verbatim(guard, backend, name, ctype, body, sig, slow):
     resp = send_request(
-        guard.listen_port, "POST", PATH + "?from=lf",
+        guard.listen_port, "POST", PATH,
         [("content-type", ctype), ("x-lf-md5", sig), ("x-lf-delivery", "d-1")], body, slow=slow,
     )
     assert resp.status == 200, resp.body
     assert resp.json() == {"backend": "ok"}
     (req,) = backend.wait_requests(1)
-    assert req.method == "POST" and req.path == PATH + "?from=lf"
+    assert req.method == "POST" and req.path == PATH
     assert req.body == body
     assert req.header_all("x-lf-verified") == ["md5; key=demo"]
     assert req.header("x-lf-md5") == sig
@@ -199,11 +200,24 @@ def test_genuine_request_is_forwarded_verbatim(guard, backend, name, ctype, body
 GENUINE_JSON_VALUES = [
     b'{"text_message":"\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80","sim_id":"1"}',
     b'{"text_message":"caf\\u00e9 \\"quoted\\" \\\\ \\/","sim_id":"1"}',
-    b'{"n":1.50,"i":-0,"e":1E+3,"big":12345678901234567890123,"t":true,"f":false,"z":null}',
     b'{"empty":"","a":"1"}',
     b'{ "b" : "2" ,\n\t"a" : "a=b&c" }',
+    b'{"\xc3\xa9":"x","e":"y","F":"z"}',
+]
+# Signed correctly, but ambiguous to a backend: JSON types the legacy signature does not carry
+# (md5.value_types: strings, the default) and keys a Go backend reads as one.
+AMBIGUOUS_JSON_VALUES = [
+    b'{"n":1.50,"i":-0,"e":1E+3,"big":12345678901234567890123,"t":true,"f":false,"z":null}',
     b'{"\xc3\xa9":"x","e":"y","E":"z"}',
 ]
+
+
+@pytest.mark.parametrize("body", AMBIGUOUS_JSON_VALUES, ids=range(len(AMBIGUOUS_JSON_VALUES)))
+def test_signed_but_ambiguous_json_is_rejected(guard, backend, body):
+    resp = send_request(guard.listen_port, "POST", PATH,
+                        [("content-type", JSON), ("x-lf-md5", sig_json(body))], body)
+    assert_rejection(resp, "malformed_body")
+    wait_no_upstream_bytes(backend)
 
 
 @pytest.mark.parametrize("body", GENUINE_JSON_VALUES, ids=range(len(GENUINE_JSON_VALUES)))
@@ -269,10 +283,10 @@ def test_client_x_lf_verified_is_replaced_on_protected_route(guard, backend, slo
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_client_x_lf_verified_is_removed_on_unprotected_route(guard, backend, method):
+def test_client_x_lf_verified_is_removed_on_unprotected_route(routes_guard, backend, method):
     body = b"" if method == "GET" else b"plain text, unsigned"
     resp = send_request(
-        guard.listen_port, method, "/other",
+        routes_guard.listen_port, method, "/other",
         [("x-lf-verified", "md5; key=evil"), ("content-type", "text/plain")], body,
     )
     assert resp.status == 200, resp.body
@@ -282,14 +296,16 @@ def test_client_x_lf_verified_is_removed_on_unprotected_route(guard, backend, me
 
 
 # ---------------------------------------------------------------------------------------------
-# Unprotected routes pass untouched
+# Unprotected routes pass untouched (route-list posture, envoy/envoy-routes.yaml; the deny
+# posture of envoy/envoy.yaml has none: test_posture.py)
 # ---------------------------------------------------------------------------------------------
+
+routes_guard = envoy_fixture(yaml_path=harness.REPO / "envoy" / "envoy-routes.yaml")
 
 UNPROTECTED = [
     ("GET", "/other", [], b""),
     ("POST", "/other", [("content-type", "text/plain")], b"anything at all"),
     ("POST", "/other/linksfield/x", [("content-type", JSON)], b"[not json"),
-    ("POST", "/linksfield", [("content-type", JSON)], SAMPLE_JSON),  # prefix is "/linksfield/"
     ("POST", "/other?next=/linksfield/x", [("content-type", JSON)], SAMPLE_JSON),
     ("POST", "/other", [("content-type", JSON), ("x-lf-md5", "garbage")], BIG),
 ]
@@ -299,8 +315,9 @@ UNPROTECTED = [
 @pytest.mark.parametrize("method,path,headers,body", UNPROTECTED,
                          ids=[f"{m} {p}" if len(b) < MAX else f"{m} {p} big"
                               for m, p, _, b in UNPROTECTED])
-def test_unprotected_route_passes_untouched(guard, backend, method, path, headers, body, slow):
-    resp = send_request(guard.listen_port, method, path, headers + [("x-keep", "1")], body,
+def test_unprotected_route_passes_untouched(routes_guard, backend, method, path, headers, body,
+                                           slow):
+    resp = send_request(routes_guard.listen_port, method, path, headers + [("x-keep", "1")], body,
                         slow=slow)
     assert resp.status == 200, resp.body
     assert resp.json() == {"backend": "ok"}

@@ -26,6 +26,7 @@ PLUGIN = {
     "keys": [{"id": "demo", "secret_env": "LF_WEBHOOK_SECRET"}],
     "routes": [{"name": "linksfield", "path_prefix": "/linksfield/", "scheme": "md5"}],
     "hold_timeout_ms": HOLD_TIMEOUT_MS,
+    "posture": "route_list",  # GET /other below is an unprotected route
 }
 HEADERS = [("content-type", JSON), ("x-lf-md5", sig_json(SAMPLE_JSON))]
 

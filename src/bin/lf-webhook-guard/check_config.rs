@@ -112,17 +112,20 @@ fn check_plugin(text: &[u8], prefix: &str, env: &EnvSource, problems: &mut Vec<P
     let Some(raw) = raw else { return true };
     let missing = env.missing.borrow().clone();
     for (field, var) in env_fields(&raw) {
+        // A value that does not look like a variable name may be a pasted secret: never shown.
+        let shown = lf_webhook_guard::config::printable_var(&var)
+            .map_or_else(|| "(name not shown)".to_string(), |v| format!("`{v}`"));
         if missing.contains(&var) {
             add(
                 &field,
-                format!("environment variable `{var}` is not set or empty"),
+                format!("environment variable {shown} is not set or empty"),
             );
         }
         if let Some((host_keys, key_values)) = &env.envoy {
             if !host_keys.contains(&var) && !key_values.contains_key(&var) {
                 add(
                     &field,
-                    format!("`{var}` is not in vm_config.environment_variables (host_env_keys or key_values): the Wasm VM cannot read it"),
+                    format!("{shown} is not in vm_config.environment_variables (host_env_keys or key_values): the Wasm VM cannot read it"),
                 );
             }
         }
@@ -288,6 +291,7 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
             }
         }
     }
+    check_route_exemptions(doc, String::new(), problems);
     if found == 0 {
         problems.push(Problem {
             path: String::new(),
@@ -297,6 +301,61 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
         });
     }
     found
+}
+
+/// Envoy routes that disable a filter per route (`typed_per_filter_config: {..: {disabled:
+/// true}}`) are safe only with an exact `path` match: a prefix or regex route is reached by
+/// aliases that the backend resolves (`/app2/..;/linksfield/sms` under `/app2/`: Envoy keeps
+/// `..;`, Tomcat resolves it). Also the connection managers whose underscore headers reach such
+/// routes (`x_lf_verified` reads as `x-lf-verified` to CGI-style servers).
+fn check_route_exemptions(v: &Value, path: String, problems: &mut Vec<Problem>) {
+    match v {
+        Value::Object(m) => {
+            let disables = m
+                .get("typed_per_filter_config")
+                .and_then(Value::as_object)
+                .is_some_and(|f| {
+                    f.values()
+                        .any(|c| c.get("disabled").and_then(Value::as_bool) == Some(true))
+                });
+            if disables {
+                let exact = v.pointer("/match/path").is_some();
+                if !exact {
+                    problems.push(Problem {
+                        path: format!("{path}.match"),
+                        message: "disables a filter for a prefix or regex match: aliases of protected paths reach it (`/app2/..;/linksfield/sms` under `/app2/`); use an exact `path` match, or the plugin's `exempt` list".into(),
+                    });
+                }
+            }
+            let underscores = v
+                .pointer("/common_http_protocol_options/headers_with_underscores_action")
+                .and_then(Value::as_str);
+            let is_hcm = m
+                .get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("http_connection_manager.v3.HttpConnectionManager"));
+            if is_hcm && !matches!(underscores, Some("DROP_HEADER" | "REJECT_REQUEST")) {
+                problems.push(Problem {
+                    path: format!("{path}.common_http_protocol_options.headers_with_underscores_action"),
+                    message: "should be DROP_HEADER (or REJECT_REQUEST): with the default ALLOW a client's `x_lf_verified` reaches routes the filter does not run on, and CGI-style servers read it as x-lf-verified".into(),
+                });
+            }
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                check_route_exemptions(x, p, problems);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                check_route_exemptions(x, format!("{path}[{i}]"), problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub fn run(args: CheckConfigArgs) -> Result<u8, CliError> {
