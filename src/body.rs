@@ -116,6 +116,7 @@ impl<'a> Params<'a> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(malformed("empty body"));
         }
+        reject_bom(body)?;
         let mut pairs = match media {
             MediaType::Json => parse_json(body, opts)?,
             MediaType::Form => parse_form(body)?,
@@ -249,8 +250,9 @@ fn parse_json<'a>(
                 }
                 NestedValues::Raw => Value::Text(Cow::Borrowed(text)),
             },
-            // Numbers, true and false: the literal text as sent.
-            Some(_) => Value::Text(Cow::Borrowed(text)),
+            Some(b't' | b'f') => Value::Text(Cow::Borrowed(text)),
+            // Numbers: the literal text as sent, if every runtime reads that value.
+            Some(_) => Value::Text(Cow::Borrowed(exact_number(text)?)),
             None => return Err(malformed("empty JSON value")),
         };
         pairs.push((key, value));
@@ -347,6 +349,7 @@ impl<'a> Json<'a> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(malformed("empty body"));
         }
+        reject_bom(body)?;
         let text = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
         let top: TopLevel<'a> = serde_json::from_str(text)
             .map_err(|_| malformed("not a single well-formed JSON object"))?;
@@ -388,7 +391,7 @@ impl<'a> Json<'a> {
             Some(b't') => Json::Bool(true),
             Some(b'f') => Json::Bool(false),
             Some(b'n') => Json::Null,
-            Some(_) => Json::Number(text),
+            Some(_) => Json::Number(exact_number(text)?),
             None => return Err(malformed("empty JSON value")),
         })
     }
@@ -407,6 +410,68 @@ impl<'a> Json<'a> {
             _ => None,
         }
     }
+}
+
+// ------------------------------------------------------------------------------- numbers ----
+
+/// Largest integer every mainstream runtime holds exactly (JavaScript's `Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A JSON number literal that every modelled backend reads as the same value, or malformed: an
+/// integer of magnitude at most 2^53 - 1 (Node and PHP read larger ones as floats, Go's `int`
+/// fields overflow), or a decimal of at most 15 significant digits that is finite as a double
+/// (`1e400` is infinity to Python, Node and PHP and an error to Go). The signature covers the
+/// literal text; the backend acts on the value: both must agree.
+fn exact_number(text: &str) -> Result<&str, Rejection> {
+    let unexact = || {
+        malformed("number that not every backend reads exactly (JSON numbers: integers up to 2^53-1, decimals up to 15 significant digits)")
+    };
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (body.get(..i).unwrap_or(""), body.get(i + 1..)),
+        None => (body, None),
+    };
+    if exponent.is_none() && !mantissa.contains('.') {
+        return match mantissa.parse::<u64>() {
+            Ok(n) if n <= MAX_SAFE_INTEGER => Ok(text),
+            _ => Err(unexact()),
+        };
+    }
+    let is_digit = |b: &u8| b.is_ascii_digit();
+    let total = mantissa.bytes().filter(is_digit).count();
+    let lead = mantissa
+        .bytes()
+        .filter(is_digit)
+        .take_while(|&b| b == b'0')
+        .count();
+    let trail = mantissa
+        .bytes()
+        .rev()
+        .filter(is_digit)
+        .take_while(|&b| b == b'0')
+        .count();
+    let significant = total.saturating_sub(lead + trail);
+    let value: f64 = text.parse().map_err(|_| unexact())?;
+    if significant > 15 || !value.is_finite() || (value != 0.0 && value.abs() < 1e-300) {
+        return Err(unexact());
+    }
+    Ok(text)
+}
+
+/// A body that starts with a UTF-8 byte order mark: some parsers strip it (Express
+/// `body-parser`), others keep it in the first key.
+fn reject_bom(body: &[u8]) -> Result<(), Rejection> {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if body
+        .get(start..)
+        .is_some_and(|b| b.starts_with(b"\xEF\xBB\xBF"))
+    {
+        return Err(malformed("byte order mark at the start of the body"));
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------ key spellings ----
@@ -497,6 +562,16 @@ fn parse_form(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> 
     validate_form(body)?;
     let decoded: Vec<(Cow<'_, str>, Cow<'_, str>)> =
         serde_urlencoded::from_bytes(body).map_err(|_| malformed("bad form encoding"))?;
+    for (k, v) in &decoded {
+        // PHP's parse_str stops at a NUL and renames keys with `.` or spaces (and drops leading
+        // spaces): the backend would read another parameter set than the one signed.
+        if v.contains('\0') {
+            return Err(malformed("NUL in a form value"));
+        }
+        if k.contains(['.', ' ']) {
+            return Err(malformed("`.` or space in a form key (renamed by PHP)"));
+        }
+    }
     Ok(decoded
         .into_iter()
         .map(|(k, v)| {
@@ -593,6 +668,65 @@ mod tests {
         assert!(Params::parse(MediaType::Json, br#"{"a":{"b":"c"}}"#, &raw).is_ok());
         // Forms have no types.
         assert!(Params::parse(MediaType::Form, b"a=0&b=false", &strict).is_ok());
+    }
+
+    #[test]
+    fn numbers_every_runtime_reads_exactly() {
+        for ok in [
+            "0",
+            "-0",
+            "18",
+            "-18",
+            "9007199254740991",
+            "-9007199254740991",
+            "1.50",
+            "1e3",
+            "1E+3",
+            "-1.5e-7",
+            "0.1",
+            "123456789012345",
+            "1.23456789012345e300",
+            "0.0",
+        ] {
+            assert_eq!(exact_number(ok), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "9007199254740992",
+            "123456789012345678901234567890",
+            "-9223372036854775809",
+            "1e400",
+            "-1e400",
+            "1.234567890123456",
+            "1e-320",
+            "12345678901234567890.5",
+        ] {
+            assert!(exact_number(bad).is_err(), "{bad}");
+        }
+        assert!(Json::parse(br#"{"a":1e400}"#).is_err());
+        assert!(Json::parse(br#"{"a":[1,{"b":123456789012345678901234567890}]}"#).is_err());
+    }
+
+    #[test]
+    fn bom_nul_and_php_renamed_keys_are_rejected() {
+        let o = Md5Options::default();
+        for (media, body) in [
+            (MediaType::Form, &b"\xEF\xBB\xBFa=1"[..]),
+            (MediaType::Json, b"\xEF\xBB\xBF{\"a\":\"1\"}"),
+            (MediaType::Form, b"a=x%00y"),
+            (MediaType::Form, b"a+b=2"),
+            (MediaType::Form, b"a.b=2"),
+            (MediaType::Form, b"%20a=1"),
+        ] {
+            let err = Params::parse(media, body, &o).unwrap_err();
+            assert_eq!(
+                err.reason,
+                Reason::MalformedBody,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(Json::parse(b"\xEF\xBB\xBF{}").is_err());
+        assert!(Params::parse(MediaType::Form, b"a_b=2&c-d=x+y", &o).is_ok());
     }
 
     #[test]
@@ -730,9 +864,11 @@ mod tests {
     }
 
     #[test]
-    fn big_integers_keep_their_digits() {
-        let got = json(r#"{"id":123456789012345678901234567890}"#).unwrap();
-        assert_eq!(got, kv(&[("id", "123456789012345678901234567890")]));
+    fn big_integers_keep_their_digits_or_are_rejected() {
+        let got = json(r#"{"id":9007199254740991}"#).unwrap();
+        assert_eq!(got, kv(&[("id", "9007199254740991")]));
+        // Beyond 2^53 - 1 Node, PHP and Go no longer read the value that was signed.
+        assert!(json(r#"{"id":123456789012345678901234567890}"#).is_err());
     }
 
     #[test]

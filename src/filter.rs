@@ -239,6 +239,11 @@ impl RootContext for GuardRoot {
         };
         match Config::from_json(&raw, |name| std::env::var(name).ok()) {
             Ok(config) => {
+                // Defined (at 0) by every good configuration, so that the first failure of a
+                // later push is an increase an alert can see.
+                if self.config_failures.is_none() {
+                    self.config_failures = define_counter(CONFIG_FAILURES);
+                }
                 // Unset: the host's current level (Envoy's `wasm` component level), so debug
                 // lines are not formatted per request when Envoy would drop them anyway.
                 let level = match config.log_level {

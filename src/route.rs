@@ -162,6 +162,10 @@ impl Config {
         }
         let canonical = is_canonical(raw);
         let mut skel: Option<Cow<'_, [u8]>> = None;
+        // Servlet containers drop `;parameters` from the raw segments BEFORE decoding (so
+        // `/;%00/linksfield/sms` is `/linksfield/sms` to Tomcat, while a decode-first reader
+        // truncates it at the NUL): both readings are checked.
+        let mut servlet: Option<Option<Vec<u8>>> = None;
         let mut catch_all = None;
         for (i, route) in self.routes.iter().enumerate() {
             if route.pattern.path == PathMatch::Any {
@@ -172,7 +176,16 @@ impl Config {
                 return Target::Route(i);
             }
             let s = skel.get_or_insert_with(|| skeleton(raw));
-            if route.pattern.matches_skeleton(s) || route.pattern.matches_raw_loosely(raw) {
+            let sv = servlet.get_or_insert_with(|| {
+                raw.contains(&b';')
+                    .then(|| skeleton(&strip_path_params(raw)).into_owned())
+            });
+            if route.pattern.matches_skeleton(s)
+                || sv
+                    .as_deref()
+                    .is_some_and(|v| route.pattern.matches_skeleton(v))
+                || route.pattern.matches_raw_loosely(raw)
+            {
                 return Target::NonCanonical(i);
             }
         }
@@ -309,6 +322,20 @@ pub fn skeleton(raw: &[u8]) -> Cow<'_, [u8]> {
         out.push(b'/');
     }
     Cow::Owned(out)
+}
+
+/// The raw path with every segment's `;parameters` removed, as a Servlet container does before
+/// it decodes anything.
+fn strip_path_params(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, seg) in raw.split(|&b| b == b'/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        let end = seg.iter().position(|&b| b == b';').unwrap_or(seg.len());
+        out.extend_from_slice(seg.get(..end).unwrap_or(seg));
+    }
+    out
 }
 
 /// Whether [`skeleton`] would return the path unchanged.
@@ -532,6 +559,8 @@ mod tests {
             "/x/../linksfield/sms",
             "//linksfield/sms",
             "/linksfield//sms",
+            "/;%00/linksfield/sms",
+            "/;%00/linksfield;jsessionid=x/sms",
         ] {
             assert_eq!(
                 c.classify(alias.as_bytes()),

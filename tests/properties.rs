@@ -253,10 +253,11 @@ fn jstr(len: std::ops::Range<usize>) -> impl Strategy<Value = JStr> {
     })
 }
 
-/// A JSON number literal (kept as sent by both schemes): integers of any size, fractions,
-/// exponents, negative zero.
+/// A JSON number literal (kept as sent by both schemes) that every runtime reads exactly:
+/// integers up to 15 digits, fractions, exponents, negative zero. (Larger ones are malformed by
+/// design: `number_exact`; the mutation properties reach them.)
 fn number() -> impl Strategy<Value = String> {
-    "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,3})?"
+    "-?(0|[1-9][0-9]{0,6})(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,2})?"
 }
 
 #[derive(Debug, Clone)]
@@ -278,16 +279,21 @@ fn leaf() -> impl Strategy<Value = Node> {
     ]
 }
 
-/// Object members with unique key texts (a repeated key is malformed by design).
+/// Object members with unique key texts, also under the backends' key folding, and no control
+/// characters in keys (both malformed by design).
 fn unique(mut members: Vec<(JStr, Node)>) -> Vec<(JStr, Node)> {
     let mut seen = std::collections::HashSet::new();
-    members.retain(|(k, _)| seen.insert(k.text.clone()));
+    members.retain(|(k, _)| {
+        !k.text.chars().any(char::is_control) && seen.insert(backend_fold(&k.text))
+    });
     members
 }
 
 /// A flat object (md5 scheme): non-empty unique keys, scalar values.
 fn flat_object() -> impl Strategy<Value = Vec<(JStr, Node)>> {
-    prop::collection::vec((jstr(1..8), leaf()), 1..8).prop_map(unique)
+    prop::collection::vec((jstr(1..8), leaf()), 1..8)
+        .prop_map(unique)
+        .prop_filter("at least one member", |m| !m.is_empty())
 }
 
 /// A nested object (Cube scheme): objects and arrays up to a few levels, any keys (even empty).
@@ -495,7 +501,13 @@ fn form_body() -> impl Strategy<Value = (Vec<(String, String)>, Vec<u8>)> {
     )
         .prop_map(|(mut pairs, seps)| {
             let mut seen = std::collections::HashSet::new();
-            pairs.retain(|(k, _)| seen.insert(k.text.clone()));
+            pairs.retain(|(k, v)| {
+                !form_key_renamed(&k.text)
+                    && !k.text.chars().any(char::is_control)
+                    && !k.text.starts_with('\u{feff}')
+                    && !v.text.contains('\0')
+                    && seen.insert(backend_fold(&k.text))
+            });
             let sep = |i: usize| match seps[i % seps.len()] % 6 {
                 0 => "&&",
                 _ => "&",
@@ -513,9 +525,11 @@ fn form_body() -> impl Strategy<Value = (Vec<(String, String)>, Vec<u8>)> {
             if seps[1] % 5 == 0 {
                 body.push('&');
             }
-            let plain = pairs.into_iter().map(|(k, v)| (k.text, v.text)).collect();
+            let plain: Vec<(String, String)> =
+                pairs.into_iter().map(|(k, v)| (k.text, v.text)).collect();
             (plain, body.into_bytes())
         })
+        .prop_filter("at least one pair", |(pairs, _)| !pairs.is_empty())
 }
 
 fn secret() -> impl Strategy<Value = String> {
@@ -558,6 +572,55 @@ fn form_content_type() -> impl Strategy<Value = &'static str> {
 }
 
 // --------------------------------------------- independent strict parsers (oracle) ----
+
+/// A key as the most lenient backend parser reads it (docs/integrity.md), written out here
+/// independently of the core: ASCII case (Go's struct fields), `ſ`/`K` (Go's Unicode folds),
+/// PHP's `.`, space and `[` -> `_` and dropped leading spaces.
+fn backend_fold(key: &str) -> String {
+    let mut out = String::new();
+    for c in key.trim_start_matches(' ').chars() {
+        out.push(match c {
+            '.' | ' ' | '[' => '_',
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            'A'..='Z' => c.to_ascii_lowercase(),
+            other => other,
+        });
+    }
+    out
+}
+
+/// Keys that some backend reads as one, or with a control character: ambiguous.
+fn keys_ambiguous<'a>(keys: impl Iterator<Item = &'a str>) -> bool {
+    let mut folded = Vec::new();
+    for k in keys {
+        if k.chars().any(char::is_control) {
+            return true;
+        }
+        folded.push(backend_fold(k));
+    }
+    folded.sort();
+    folded.windows(2).any(|w| w[0] == w[1])
+}
+
+/// A form key that PHP renames or nests (`.`, space, `[`, `]`).
+fn form_key_renamed(key: &str) -> bool {
+    key.contains(['.', ' ', '[', ']'])
+}
+
+/// A number literal every runtime reads as written: an integer up to 2^53 - 1, or a finite,
+/// non-tiny decimal of at most 15 significant digits.
+fn number_exact(lit: &str) -> bool {
+    let unsigned = lit.trim_start_matches('-');
+    if !unsigned.contains(['.', 'e', 'E']) {
+        return unsigned.parse::<u64>().is_ok_and(|n| n < (1u64 << 53));
+    }
+    let mantissa = unsigned.split(['e', 'E']).next().unwrap_or("");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    let v: f64 = lit.parse().unwrap_or(f64::INFINITY);
+    significant <= 15 && v.is_finite() && (v == 0.0 || v.abs() >= 1e-300)
+}
 
 /// An independent, strict parse of a JSON body, by the rules the README documents (RFC 8259
 /// syntax; strings decoded, lone surrogates and raw control characters invalid; numbers kept
@@ -636,6 +699,9 @@ impl Parser<'_> {
                 if keys.windows(2).any(|w| w[0] == w[1]) {
                     return None;
                 }
+                if keys_ambiguous(members.iter().map(|(k, _)| k.as_str())) {
+                    return None;
+                }
                 J::Obj(members)
             }
             b'[' => {
@@ -659,7 +725,7 @@ impl Parser<'_> {
             b't' => self.lit(b"true", J::Bool(true))?,
             b'f' => self.lit(b"false", J::Bool(false))?,
             b'n' => self.lit(b"null", J::Null)?,
-            b'-' | b'0'..=b'9' => J::Num(self.number()?),
+            b'-' | b'0'..=b'9' => J::Num(self.number().filter(|n| number_exact(n))?),
             _ => return None,
         };
         self.ws();
@@ -812,7 +878,11 @@ fn oracle_form(body: &[u8]) -> FormOracle {
         Some(b'{' | b'[') => return FormOracle::LooksJson,
         Some(_) => {}
     }
-    if std::str::from_utf8(body).is_err() || body.contains(&b';') {
+    let bom = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .is_some_and(|i| body[i..].starts_with(b"\xEF\xBB\xBF"));
+    if std::str::from_utf8(body).is_err() || body.contains(&b';') || bom {
         return FormOracle::Malformed;
     }
     fn decode(part: &[u8]) -> Option<String> {
@@ -846,12 +916,23 @@ fn oracle_form(body: &[u8]) -> FormOracle {
         if k.is_empty() || pairs.iter().any(|(other, _)| *other == k) {
             return FormOracle::Malformed;
         }
+        if form_key_renamed(&k) || v.contains('\0') {
+            return FormOracle::Malformed;
+        }
         pairs.push((k, v));
     }
-    if pairs.is_empty() {
+    if pairs.is_empty() || keys_ambiguous(pairs.iter().map(|(k, _)| k.as_str())) {
         return FormOracle::Malformed;
     }
     FormOracle::Pairs(pairs)
+}
+
+/// The options of `config()`: every JSON value type (the `any` rules).
+fn c_any_types() -> Md5Options {
+    Md5Options {
+        value_types: lf_webhook_guard::config::ValueTypes::Any,
+        ..Md5Options::default()
+    }
 }
 
 /// md5 sign-then-verify: the crate's signer agrees with the signature built here from `pairs`,
@@ -867,7 +948,7 @@ fn md5_round_trip(
 ) -> Result<(), TestCaseError> {
     let sig = md5_header(md5_text(pairs, secret).as_bytes());
     prop_assert_eq!(
-        &sign_md5(media, body, &Md5Options::default(), secret.as_bytes()).unwrap(),
+        &sign_md5(media, body, &c_any_types(), secret.as_bytes()).unwrap(),
         &sig
     );
     let c = config(secret, "cube-key", "k");
