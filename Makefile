@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -86,8 +86,15 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-e2e: build wasm-crash-probe envoy
+e2e: build wasm-crash-probe envoy e2e-tools
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+# Tools the operations tests run (tests/e2e/test_alerts.py): promtool from Debian's prometheus
+# package (root; one apt-get update). Python packages come from tests/e2e/requirements.txt.
+e2e-tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@promtool --version | head -1
 
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
