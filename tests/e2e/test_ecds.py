@@ -270,3 +270,28 @@ def test_unknown_wasm_field_is_only_a_warning_without_the_flag(envoy_bin, wasm_p
         _assert_verifies(e, backend, next_key=False)
     finally:
         e.close()
+
+
+def test_invalid_first_resource_fails_closed_until_a_good_push(envoy_bin, wasm_path,
+                                                               backend_server, backend):
+    """No default_config: if the very first resource is refused, Envoy still starts (and admin
+    /ready says LIVE), but every request through the filter chain gets 500 and nothing reaches
+    the backend, until a good version is pushed."""
+    e = DynamicEnvoy(backend_server.port, envoy_bin=envoy_bin, wasm_path=wasm_path,
+                     plugin_config=dict(SHIPPED, max_body_byte=1),
+                     extra_args=[REJECT_UNKNOWN])
+    try:
+        e.start()
+        stats = e.ecds_stats()
+        assert (stats["config_fail"], stats["update_success"]) == (1, 0), stats
+        for method, path in (("POST", PATH), ("GET", "/public/status")):
+            resp = post_md5(e, path, notification(1)) if method == "POST" else \
+                harness.send_request(e.listen_port, method, path)
+            assert resp.status == 500, (path, resp.status, resp.body)
+        wait_no_upstream_bytes(backend)
+        e.push(SHIPPED)
+        got = e.wait_stat(ECDS_STAT + "update_success", lambda v: v >= 1)
+        assert got == 1, e.log_tail()
+        _assert_verifies(e, backend, next_key=False)
+    finally:
+        e.close()
