@@ -296,3 +296,13 @@ def test_invalid_first_resource_fails_closed_until_a_good_push(envoy_bin, wasm_p
         _assert_verifies(e, backend, next_key=False)
     finally:
         e.close()
+
+
+def test_dynamic_files_are_generated_from_envoy_yaml():
+    """envoy/gen-dynamic.py --check: the committed files are what envoy/envoy.yaml gives."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(harness.REPO / "envoy" / "gen-dynamic.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
