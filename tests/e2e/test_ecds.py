@@ -306,3 +306,29 @@ def test_dynamic_files_are_generated_from_envoy_yaml():
     res = subprocess.run([sys.executable, str(harness.REPO / "envoy" / "gen-dynamic.py"), "--check"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_request_held_across_a_push_completes(denvoy, backend, second_key_pushed):
+    """A genuine request whose headers arrived before a push and whose body arrives after it is
+    verified and forwarded (the push does not cut or unverify requests in flight)."""
+    import socket
+
+    backend.reset()
+    body = notification(42)
+    head, payload = harness.build_request(
+        "POST", PATH, [("content-type", "application/json"), ("x-lf-md5", sig_json(body))], body)
+    before = denvoy.ecds_stats()["update_success"]
+    with socket.create_connection(("127.0.0.1", denvoy.listen_port), timeout=5) as sock:
+        sock.sendall(head + payload[:10])
+        time.sleep(0.3)
+        assert backend.total_bytes() == 0  # held
+        denvoy.push(dict(_with_next_key(SHIPPED), max_body_bytes=65535),
+                    wasm_config=_allow_next_env)
+        assert denvoy.wait_stat(ECDS_STAT + "update_success", lambda v: v > before) == before + 1
+        sock.sendall(payload[10:])
+        resp = harness._read_response(sock)
+    assert resp.status == 200, (resp.status, resp.body)
+    (req,) = backend.wait_requests(1)
+    assert req.body == body
+    # and the pushed version serves the next request
+    _assert_verifies(denvoy, backend, next_key=True)
