@@ -17,9 +17,8 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# npm ci only when the installed tree is not the locked one.
-if ! cmp -s node/package-lock.json node/node_modules/.package-lock.json 2>/dev/null \
-   && ! (cd node && npm ls --omit=dev >/dev/null 2>&1 && [ -d node_modules ]); then
+# npm ci only when the installed tree does not satisfy the lock.
+if ! (cd node && [ -d node_modules ] && npm ls --all >/dev/null 2>&1); then
   echo "parsers: npm ci (tests/e2e/parsers/node)"
   (cd node && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -105,6 +105,10 @@ def werkzeug_view(req, body):
         else:
             key = "HTTP_" + name
             environ[key] = environ[key] + "," + v if key in environ else v
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # A WSGI server that removed the chunked framing says so (werkzeug's dev server and
+        # gunicorn do); the body here is the de-chunked one.
+        environ["wsgi.input_terminated"] = True
     r = Request(environ)
     qpairs = [[k, v] for k, v in r.args.items(multi=True)]
     kind = kind_of(req)

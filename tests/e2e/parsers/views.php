@@ -14,9 +14,11 @@ function typed($v) {
         if (is_nan($v) || is_infinite($v)) return [(string)$v, 'number'];
         return [json_encode($v), 'number'];
     }
-    $isList = array_keys($v) === range(0, count($v) - 1);
     $j = json_encode($v, JSON_UNESCAPED_UNICODE | JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE);
-    return [$j === false ? '' : $j, ($isList && count($v) > 0) ? 'array' : 'object'];
+    $j = $j === false ? '' : $j;
+    // json_decode($b, true) makes `{}` and `[]` the same empty array: PHP cannot tell them apart.
+    if (count($v) === 0) return [$j, 'empty-array'];
+    return [$j, array_keys($v) === range(0, count($v) - 1) ? 'array' : 'object'];
 }
 
 function header_of($req, $name) {

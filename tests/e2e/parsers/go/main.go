@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 )
+
+var errUnnameable = errors.New("key not expressible as a struct tag")
 
 type request struct {
 	ID      int         `json:"id"`
@@ -77,9 +80,8 @@ func structFor(keys []string) reflect.Type {
 
 // decodeField: what a backend whose struct has exactly the field `key` reads (nil, false if unset).
 func decodeField(body []byte, key string) (interface{}, bool, error) {
-	if strings.ContainsAny(key, ",\"") || key == "-" || key == "" {
-		// Not expressible as a json tag: such a struct cannot name this key.
-		return nil, false, fmt.Errorf("key %q not expressible as a struct tag", key)
+	if !nameable(key) {
+		return nil, false, errUnnameable
 	}
 	v := reflect.New(structFor([]string{key}))
 	if err := json.Unmarshal(body, v.Interface()); err != nil {
@@ -98,6 +100,26 @@ func decodeField(body []byte, key string) (interface{}, bool, error) {
 		return nil, false, nil
 	}
 	return f.Interface(), true, nil
+}
+
+// nameable: encoding/json itself uses `key` as the field's name (it ignores a tag it finds
+// invalid, e.g. one with a combining mark, an emoji or a backslash, and falls back to "F0").
+func nameable(key string) bool {
+	if strings.ContainsAny(key, ",\"") || key == "-" || key == "" {
+		return false
+	}
+	v := reflect.New(structFor([]string{key})).Elem()
+	v.Field(0).Set(reflect.ValueOf(1))
+	b, err := json.Marshal(v.Interface())
+	if err != nil {
+		return false
+	}
+	var m map[string]interface{}
+	if json.Unmarshal(b, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
 }
 
 func queryPairs(raw string) [][]string {
@@ -145,6 +167,10 @@ func view(r *request, body []byte) (map[string]interface{}, error) {
 		}
 		for _, k := range r.Keys {
 			v, ok, err := decodeField(body, k)
+			if err == errUnnameable {
+				get[k] = []string{"", "unnameable"} // no Go struct can have this field
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +201,7 @@ func view(r *request, body []byte) (map[string]interface{}, error) {
 func nonTagKeys(keys []string) []string {
 	out := []string{}
 	for _, k := range keys {
-		if !(strings.ContainsAny(k, ",\"") || k == "-" || k == "") {
+		if nameable(k) {
 			out = append(out, k)
 		}
 	}
