@@ -8,7 +8,9 @@ folds, all signed with the valid key; 5: `false`/`"false"`, `0`/`"0"`, `null`/`"
 the same x-lf-md5; 6: `Content-Encoding` gzip, deflate and br with an x-lf-md5 over the decoded
 text or over the raw bytes); every request of `test_differential.py` (its body generator and
 interpretations, imported) and the request tables of `test_hostile.py` (imported); and the
-path-protection corpus of `test_frameworks.py` when that module is present.
+path-protection differential's request targets (`tests/e2e/frameworks/spellings.py`, the
+generator of test_frameworks.py, its seed) with genuine signatures, when that module is in the
+tree (`LF_PARSERS_SPELLINGS_DIR` points elsewhere; absent: said in the printout).
 
 The corpus goes through real Envoy twice, and what the RecordingBackend received (method, path
 with query, headers, body) is what the runtimes read:
@@ -17,7 +19,8 @@ with query, headers, body) is what the runtimes read:
   the raw or the decoded bytes: what a verifier behind an inflating body parser would check).
   Points 1, 2, 5 and 6 must show disagreements there, else the comparison has no teeth.
 - filter run: the shipped envoy/envoy.yaml (deny posture); the accepted set is what reached the
-  backend with the filter's `x-lf-verified` (what reached it without must be on an exempt path). 0 disagreements allowed; the genuine controls must be accepted by both runs and show 0
+  backend with the filter's `x-lf-verified` (what reached it without must be on an exempt path).
+  0 disagreements allowed; the genuine controls must be accepted by both runs and show 0
   disagreements in both.
 
 Runtimes (each ONE batch process over all accepted requests of both runs, JSON lines on stdin;
@@ -221,7 +224,8 @@ def hostile_cases() -> list[Case]:
         out.append(Case("hostile", h.CUBE_PATH, cube_headers(SAMPLE_JSON), body))
     for ctype, body in h.INVALID_UTF8.values():
         out.append(Case("hostile", h.PATH, h.md5_headers(h.GOOD, ctype), body))
-    for body in (b"partner_code=P1;sim_id=2", b"partner_code=P1&text=a;b", b"partner_code=P1&a;b=1"):
+    for body in (b"partner_code=P1;sim_id=2", b"partner_code=P1&text=a;b",
+                 b"partner_code=P1&a;b=1"):
         for b in (body, body.replace(b";", b"%3B")):
             out.append(Case("hostile", h.PATH, h.md5_headers(sig_form(b), FORM), b))
     for ctype, body in ((JSON, b"{}"), (FORM, b"&&&"), (FORM, b"&")):
@@ -578,6 +582,10 @@ def test_parser_differential_across_runtimes(envoy_bin, wasm_path, backend_serve
                      stats["teeth"], view_names))
         print(_table("FILTER RUN: shipped envoy/envoy.yaml (deny posture)", stats["filter"],
                      view_names))
+        fstatus = Counter((cases[i].cls, st) for i, st in runs["filter"]["statuses"].items())
+        print("filter run statuses per class: " + ", ".join(
+            f"{c}: " + " ".join(f"{st}x{n}" for (cc, st), n in sorted(fstatus.items()) if cc == c)
+            for c in CLASSES if stats["filter"]["requests"][c]))
         print("filter run, forwarded unverified to an exempt path (not in the accepted set): "
               + json.dumps(dict(unverified)))
         if not stats["teeth"]["requests"]["frameworks"]:
