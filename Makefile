@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -73,6 +73,11 @@ $(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION):
 envoy-old: $(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION)
 	@$(ENVOY_OLD_BIN) --version
 
+# Runtimes of tests/e2e/test_parsers.py (issue 13): php-cli, golang-go, nodejs/npm from Debian
+# (apt-get only when one is missing) and the pinned npm packages (tests/e2e/parsers/node).
+parsers:
+	bash tests/e2e/parsers/install.sh
+
 run: build envoy
 	ENVOY_BIN=$(ENVOY_BIN) CLI=$(CLI) bash envoy/run-demo.sh
 
@@ -87,7 +92,7 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-e2e: build wasm-crash-probe envoy e2e-tools
+e2e: build wasm-crash-probe envoy e2e-tools parsers
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 # Tools the operations tests run (tests/e2e/test_alerts.py): promtool from Debian's prometheus
@@ -100,14 +105,15 @@ e2e-tools:
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
 # oldest Envoy in hold and buffer mode (the representative `matrix` subset, see conftest.py).
+# test_parsers.py (marker `parsers`) runs once, in `make e2e`: every cell deselects it.
 BUFFERED_YAML := envoy/envoy-buffered.yaml
 e2e-matrix: build wasm-crash-probe envoy envoy-old
 	@echo "== e2e: Envoy $(ENVOY_VERSION), buffer mode"
-	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics" $(PYTEST_ARGS)
+	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics and not parsers" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), hold mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m matrix $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not parsers" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), buffer mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics" $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics and not parsers" $(PYTEST_ARGS)
 
 test: lint unit e2e e2e-matrix
 

@@ -155,6 +155,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "matrix: representative subset for the Envoy version matrix")
     config.addinivalue_line("markers", "pins_yaml: ignores LF_E2E_ENVOY_YAML (runs its own config)")
     config.addinivalue_line("markers", "hold_semantics: asserts hold-mode-only x-lf-verified values")
+    config.addinivalue_line("markers", "parsers: cross-runtime parser differential (test_parsers.py): "
+                            "runs once, in `make e2e`; the matrix cells deselect it")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -224,3 +224,71 @@ def sign_cube(body: bytes, key_id: str, key: str, timestamp: str, version: str =
               algo: str = "HMAC-SHA1") -> str:
     """The `x-lf-signature` header value: `{keyId}/{base64(HMAC-SHA1)}`."""
     return f"{key_id}/{cube_mac(body, key, timestamp, version, algo)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Typed views (issue 13, test_parsers.py): the same parsing as above, keeping each value's JSON
+# type. (key, text, type); text as the signature covers it (the functions above), type one of
+# string number bool null object array. The functions above are unchanged.
+# --------------------------------------------------------------------------------------------
+
+TypedParams = list[tuple[str, str, str]]
+
+
+def _json_type(value) -> str:
+    if isinstance(value, _Literal):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is True or value is False:
+        return "bool"
+    if value is None:
+        return "null"
+    if isinstance(value, _Object):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    raise ValueError(f"unexpected JSON value {value!r}")
+
+
+def typed_params_from_json(body: bytes) -> TypedParams:
+    """params_from_json(body) (nested values rejected) with each value's JSON type."""
+    text = body.decode("utf-8")
+    obj = json.loads(
+        text,
+        parse_int=_Literal,
+        parse_float=_Literal,
+        parse_constant=_reject_constant,
+        object_pairs_hook=lambda pairs: pairs,
+    )
+    if not isinstance(obj, list) or text.lstrip()[:1] != "{":
+        raise ValueError("top-level JSON value is not an object")
+    out = [(k, _scalar(v), _json_type(v)) for k, v in obj]
+    _no_duplicates((k, t) for k, t, _ in out)
+    return out
+
+
+def typed_params_from_form(body: bytes) -> TypedParams:
+    """params_from_form(body): every value is a string."""
+    return [(k, v, "string") for k, v in params_from_form(body)]
+
+
+def cube_typed_top_level(body: bytes) -> TypedParams:
+    """The Cube canonical body's top-level members: (key, text, type); a string's text is the
+    string, a number's its literal, true/false/null as written (null's text ""), an object's or
+    array's text its canonical compact JSON (cube_canonical_json's rules)."""
+    obj = json.loads(
+        body.decode("utf-8"),
+        parse_int=_Literal,
+        parse_float=_Literal,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_object_no_duplicates,
+    )
+    if not isinstance(obj, _Object):
+        raise ValueError("top-level JSON value is not an object")
+    out = []
+    for k, v in obj:
+        kind = _json_type(v)
+        text = _cube_compact(v) if kind in ("object", "array") else _scalar(v)
+        out.append((k, text, kind))
+    return out

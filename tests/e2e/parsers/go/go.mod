@@ -1,0 +1,3 @@
+module lfparsers
+
+go 1.19
