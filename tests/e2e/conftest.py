@@ -155,6 +155,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "matrix: representative subset for the Envoy version matrix")
     config.addinivalue_line("markers", "pins_yaml: ignores LF_E2E_ENVOY_YAML (runs its own config)")
     config.addinivalue_line("markers", "hold_semantics: asserts hold-mode-only x-lf-verified values")
+    config.addinivalue_line(
+        "markers", "frameworks: real-framework differential (test_frameworks.py), runs once"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -289,13 +289,15 @@ class NginxFront(Framework):
 
 
 class Relay:
-    """Listens on 127.0.0.1:port, forwards each connection to 127.0.0.1:upstream (settable with
-    retarget()) and records every byte sent upstream, per connection."""
+    """Listens on 127.0.0.1:port, forwards each connection to 127.0.0.1:upstream and records every
+    byte sent upstream, per connection. retarget() points it at another framework and closes the
+    open connections (Envoy's pooled ones too, so none stays tied to the old upstream)."""
 
     def __init__(self, upstream: int = 0):
         self.upstream = upstream
         self._lock = threading.Lock()
         self._conns: list[bytearray] = []
+        self._open: list[socket.socket] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -310,18 +312,31 @@ class Relay:
         self._stop.set()
         self._thread.join(timeout=2)
         self._sock.close()
+        self._close_open()
+
+    def _close_open(self) -> None:
+        with self._lock:
+            socks, self._open = self._open, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def retarget(self, upstream: int) -> None:
         with self._lock:
             self.upstream = upstream
+        self._close_open()
+        time.sleep(0.3)  # let Envoy see the closes before the next request picks a connection
 
     def reset(self) -> None:
         with self._lock:
-            self._conns.clear()
+            for c in self._conns:
+                c.clear()
 
     def connections(self) -> list[bytes]:
         with self._lock:
-            return [bytes(c) for c in self._conns]
+            return [bytes(c) for c in self._conns if c]
 
     def total_bytes(self) -> int:
         with self._lock:
@@ -345,6 +360,8 @@ class Relay:
         except OSError:
             conn.close()
             return
+        with self._lock:
+            self._open.extend([conn, up])
 
         def pump(src, dst, record):
             src.settimeout(0.5)
@@ -363,16 +380,17 @@ class Relay:
             except OSError:
                 pass
             finally:
-                for s in (dst,):
-                    try:
-                        s.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
 
         back = threading.Thread(target=pump, args=(up, conn, False), daemon=True)
         back.start()
         pump(conn, up, True)
         back.join(timeout=30)
+        with self._lock:
+            self._open = [s for s in self._open if s not in (conn, up)]
         conn.close()
         up.close()
 
