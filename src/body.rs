@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{EmptyValues, Md5Options, NestedValues};
+use crate::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use crate::verdict::{Reason, Rejection};
 
 /// The two body encodings Linksfield uses.
@@ -117,7 +117,7 @@ impl<'a> Params<'a> {
             return Err(malformed("empty body"));
         }
         let mut pairs = match media {
-            MediaType::Json => parse_json(body, opts.nested_values)?,
+            MediaType::Json => parse_json(body, opts)?,
             MediaType::Form => parse_form(body)?,
         };
         if pairs.is_empty() {
@@ -130,6 +130,10 @@ impl<'a> Params<'a> {
         if pairs.iter().any(|(k, _)| k.is_empty()) {
             return Err(malformed("empty key"));
         }
+        check_key_spellings(
+            pairs.iter().map(|(k, _)| k.as_ref()),
+            media == MediaType::Form,
+        )?;
         Ok(Params { pairs })
     }
 
@@ -211,10 +215,11 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
     }
 }
 
-fn parse_json(
-    body: &[u8],
-    nested: NestedValues,
-) -> Result<Vec<(Cow<'_, str>, Value<'_>)>, Rejection> {
+fn parse_json<'a>(
+    body: &'a [u8],
+    opts: &Md5Options,
+) -> Result<Vec<(Cow<'a, str>, Value<'a>)>, Rejection> {
+    let strings_only = opts.value_types == ValueTypes::Strings;
     // Validate UTF-8 once for the whole body (from_slice would re-check every raw value).
     let body = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
     let top: TopLevel<'_> = serde_json::from_str(body)
@@ -231,8 +236,13 @@ fn parse_json(
                     Value::Text(s)
                 }
             }
+            Some(_) if strings_only && !matches!(text.as_bytes().first(), Some(b'{' | b'[')) => {
+                return Err(malformed(
+                    "number, boolean or null value (md5.value_types is `strings`)",
+                ))
+            }
             Some(b'n') => Value::Empty,
-            Some(b'{') | Some(b'[') => match nested {
+            Some(b'{') | Some(b'[') => match opts.nested_values {
                 NestedValues::Reject => return Err(malformed("nested object or array")),
                 NestedValues::Raw if depth_exceeds(text, MAX_NESTED_DEPTH) => {
                     return Err(malformed("nesting too deep"))
@@ -355,6 +365,7 @@ impl<'a> Json<'a> {
         {
             return Err(malformed("duplicate key"));
         }
+        check_key_spellings(members.iter().map(|(k, _)| k.as_ref()), false)?;
         Ok(Json::Object(members))
     }
 
@@ -396,6 +407,60 @@ impl<'a> Json<'a> {
             _ => None,
         }
     }
+}
+
+// ------------------------------------------------------------------------ key spellings ----
+
+/// Keys that are distinct here but one key to a mainstream backend parser are ambiguous: the
+/// filter would verify one and the backend act on the other. Rejected (`malformed_body`):
+/// - keys equal after [`fold_key`] (Go's `encoding/json` matches struct fields
+///   case-insensitively, with Unicode folds; PHP's `parse_str` turns `.`, space and `[` into `_`
+///   and drops leading spaces);
+/// - control characters in a key (truncation in C-based parsers);
+/// - form keys with `[` or `]` (PHP and `qs` read `a[b]` as a nested array: never the signed
+///   flat pair).
+///
+/// Keys made only of `[a-z0-9_-]` (every provider field) take a fast path with no allocation.
+pub fn check_key_spellings<'k>(
+    keys: impl Iterator<Item = &'k str> + Clone,
+    form: bool,
+) -> Result<(), Rejection> {
+    let plain = |k: &str| {
+        k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    if keys.clone().all(plain) {
+        return Ok(());
+    }
+    for k in keys.clone() {
+        if k.chars().any(char::is_control) {
+            return Err(malformed("control character in a key"));
+        }
+        if form && k.contains(['[', ']']) {
+            return Err(malformed("bracket in a form key (nested to PHP and qs)"));
+        }
+    }
+    let mut folded: Vec<String> = keys.map(fold_key).collect();
+    folded.sort_unstable();
+    if folded.windows(2).any(|w| matches!(w, [a, b] if a == b)) {
+        return Err(malformed(
+            "ambiguous keys (equal ignoring case, or to PHP's key rewriting)",
+        ));
+    }
+    Ok(())
+}
+
+/// A key as the most lenient modelled parser reads it (see [`check_key_spellings`]).
+pub fn fold_key(key: &str) -> String {
+    key.trim_start_matches(' ')
+        .chars()
+        .map(|c| match c {
+            '.' | ' ' | '[' => '_',
+            '\u{017F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 // ------------------------------------------------------------------- as sent (CLI only) ----
@@ -500,7 +565,73 @@ mod tests {
         Md5Options {
             empty_values: empty,
             nested_values: nested,
+            value_types: ValueTypes::Any,
         }
+    }
+
+    #[test]
+    fn value_types_strings_rejects_other_json_types() {
+        let strict = Md5Options::default();
+        assert_eq!(strict.value_types, ValueTypes::Strings);
+        let ok = Params::parse(MediaType::Json, br#"{"a":"false","b":"0","c":""}"#, &strict);
+        assert!(ok.is_ok());
+        for body in [
+            &br#"{"a":false}"#[..],
+            br#"{"a":true}"#,
+            br#"{"a":0}"#,
+            br#"{"a":1.5}"#,
+            br#"{"a":null}"#,
+        ] {
+            let err = Params::parse(MediaType::Json, body, &strict).unwrap_err();
+            assert_eq!(err.reason, Reason::MalformedBody, "{body:?}");
+        }
+        // Nested values stay governed by nested_values.
+        let raw = Md5Options {
+            nested_values: NestedValues::Raw,
+            ..strict
+        };
+        assert!(Params::parse(MediaType::Json, br#"{"a":{"b":"c"}}"#, &raw).is_ok());
+        // Forms have no types.
+        assert!(Params::parse(MediaType::Form, b"a=0&b=false", &strict).is_ok());
+    }
+
+    #[test]
+    fn ambiguous_key_spellings_are_rejected() {
+        let o = Md5Options::default();
+        for body in [
+            &br#"{"partner_code":"P1","PARTNER_CODE":"P2"}"#[..],
+            br#"{"partner_code":"P1","Partner_Code":"P2"}"#,
+            "{\"sim_id\":\"1\",\"\u{17f}im_id\":\"2\"}".as_bytes(),
+            br#"{"a\u0000":"1"}"#,
+        ] {
+            let err = Params::parse(MediaType::Json, body, &o).unwrap_err();
+            assert_eq!(
+                err.reason,
+                Reason::MalformedBody,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        for body in [
+            &b"partner_code=P1&partner.code=P2"[..],
+            b"partner_code=P1&partner+code=P2",
+            b"partner_code=P1&partner%5Bcode=P2",
+            b"a%5Bb%5D=1",
+            b"a[]=1",
+            b"partner_code=P1&%20partner_code=P2",
+        ] {
+            let err = Params::parse(MediaType::Form, body, &o).unwrap_err();
+            assert_eq!(
+                err.reason,
+                Reason::MalformedBody,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(Params::parse(MediaType::Json, br#"{"a.b":"1","Sim":"2"}"#, &o).is_ok());
+        let cube = Json::parse(br#"{"a":{"Partner":"1","partner":"2"}}"#).unwrap_err();
+        assert_eq!(cube.reason, Reason::MalformedBody);
+        assert!(Json::parse(br#"{"a":{"Partner":1},"partner":[1]}"#).is_ok());
     }
 
     fn signed(
@@ -515,7 +646,12 @@ mod tests {
     }
 
     fn json(body: &str) -> Result<Vec<(String, String)>, Rejection> {
-        signed(MediaType::Json, body, Md5Options::default())
+        // The `value_types: any` rules (strings only is tested on its own).
+        let any = Md5Options {
+            value_types: ValueTypes::Any,
+            ..Md5Options::default()
+        };
+        signed(MediaType::Json, body, any)
     }
     fn form(body: &str) -> Result<Vec<(String, String)>, Rejection> {
         signed(MediaType::Form, body, Md5Options::default())

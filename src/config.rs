@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::route::{Exemption, PathMatch, PathPattern, Posture, DEFAULT_ROUTE_NAME};
+
 /// Default and upper bound of `hold_timeout_ms` (0 turns the hold watchdog off).
 pub const DEFAULT_HOLD_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_HOLD_TIMEOUT_MS: u64 = 600_000;
@@ -53,7 +55,14 @@ impl std::error::Error for ConfigError {}
 struct RawConfig {
     #[serde(default)]
     keys: Vec<RawKey>,
+    #[serde(default)]
     routes: Vec<RawRoute>,
+    /// `deny` (default) or `route_list`; see [`crate::route`].
+    posture: Option<Posture>,
+    /// Deny posture: the catch-all route's scheme, methods and keys.
+    default_route: Option<RawDefaultRoute>,
+    #[serde(default)]
+    exempt: Vec<RawExempt>,
     max_body_bytes: Option<u64>,
     #[serde(default)]
     md5: RawMd5Options,
@@ -95,6 +104,26 @@ struct RawRoute {
     mode: Option<String>,
     /// Overrides the top-level `dedup` (an object, or `false` for off).
     dedup: Option<serde_json::Value>,
+    #[serde(default)]
+    case_sensitive: bool,
+    /// Exact query strings this route accepts (any other query: 400 `query_not_allowed`).
+    #[serde(default)]
+    allowed_queries: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaultRoute {
+    methods: Option<Vec<String>>,
+    scheme: Option<String>,
+    keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExempt {
+    path_exact: Option<String>,
+    path_prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +140,7 @@ struct RawFreshness {
 struct RawMd5Options {
     empty_values: Option<EmptyValues>,
     nested_values: Option<NestedValues>,
+    value_types: Option<ValueTypes>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,11 +169,26 @@ pub enum NestedValues {
     Raw,
 }
 
+/// Which JSON value types the legacy scheme accepts. Its signed text does not carry the type
+/// (`false` and `"false"`, `0` and `"0"`, `null` and `""` sign alike), and backends act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTypes {
+    /// Only JSON strings (the provider documents string values only); a number, boolean or
+    /// `null` makes the body malformed (default).
+    #[default]
+    Strings,
+    /// Numbers, booleans and `null` too, signed as their text (`null` as empty): their type is
+    /// NOT bound by the signature.
+    Any,
+}
+
 /// Canonicalisation options of the legacy scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Md5Options {
     pub empty_values: EmptyValues,
     pub nested_values: NestedValues,
+    pub value_types: ValueTypes,
 }
 
 /// A secret. Its `Debug` never prints the value.
@@ -212,30 +257,14 @@ pub struct Freshness {
     pub body_field_utc_offset_minutes: i32,
 }
 
-/// How a route matches the request path (the `:path` without its query string).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
-impl PathMatch {
-    fn matches(&self, path: &[u8]) -> bool {
-        match self {
-            // A trailing slash is tolerated: many backends serve `/hook/` as `/hook`.
-            PathMatch::Exact(p) => {
-                path == p.as_bytes() || path.strip_suffix(b"/") == Some(p.as_bytes())
-            }
-            PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
-        }
-    }
-}
-
 /// A protected route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub name: String,
-    pub path: PathMatch,
+    /// The path pattern and its alias rules (see [`crate::route`]).
+    pub pattern: PathPattern,
+    /// Query strings accepted as sent (any other query is rejected).
+    pub allowed_queries: Vec<Vec<u8>>,
     pub methods: Vec<String>,
     /// The `Allow` header value for 405 replies, computed once.
     pub allow: String,
@@ -268,7 +297,10 @@ impl Route {
 /// The validated, compiled configuration. Built once by [`Config::from_json`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The routes in match order; in the deny posture the last one is the catch-all `default`.
     pub routes: Vec<Route>,
+    pub posture: Posture,
+    pub exempt: Vec<Exemption>,
     pub keys: Vec<Key>,
     pub max_body_bytes: usize,
     pub md5: Md5Options,
@@ -297,95 +329,17 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { String::new() } else { path };
-            ConfigError::new(field, e.into_inner().to_string())
+            // serde quotes the offending value ("invalid type: integer `123`"): never for a
+            // field that holds a secret or names where one is.
+            let secret_field = field.ends_with(".secret") || field.ends_with(".secret_env");
+            let message = if secret_field {
+                "must be a string (value not shown)".to_string()
+            } else {
+                e.into_inner().to_string()
+            };
+            ConfigError::new(field, message)
         })?;
         compile(raw, &env)
-    }
-
-    /// The protected route for a request path (query string ignored), first match wins.
-    /// See [`Config::route_index`] for how ambiguous paths are matched.
-    pub fn route_for(&self, path: &[u8]) -> Option<&Route> {
-        self.route_index(path).and_then(|i| self.routes.get(i))
-    }
-
-    /// Index of the protected route for a request path, first match wins. A path is matched
-    /// as sent AND in its normalised form (dot segments removed, repeated slashes merged,
-    /// `%2F`, `%5C` and `\` read as `/`, percent-encoded unreserved characters decoded), so
-    /// that `/x/../linksfield/a` or `/%6Cinksfield/a` cannot slip past a route that a backend
-    /// which normalises paths would serve. Envoy's own `normalize_path`/`merge_slashes` are
-    /// recommended as well (the shipped configs set them).
-    pub fn route_index(&self, path: &[u8]) -> Option<usize> {
-        let raw = strip_query(path);
-        let normalized = normalize_path(raw);
-        self.routes.iter().position(|r| {
-            r.path.matches(raw) || normalized.as_deref().is_some_and(|n| r.path.matches(n))
-        })
-    }
-}
-
-/// The normalised form of a path, or `None` when it is already normal (the common case: no
-/// allocation). See [`Config::route_index`].
-pub fn normalize_path(path: &[u8]) -> Option<Vec<u8>> {
-    let suspicious = path.iter().any(|&b| b == b'%' || b == b'\\')
-        || path.windows(2).any(|w| w == b"//" || w == b"/.");
-    if !suspicious {
-        return None;
-    }
-    // 1. Decode escapes of unreserved characters and of separators; keep other escapes.
-    let mut decoded = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while let Some(&b) = path.get(i) {
-        let hex = |j: usize| path.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                let c = u8::try_from(h * 16 + l).unwrap_or(0);
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                    decoded.push(c);
-                } else if c == b'/' || c == b'\\' {
-                    decoded.push(b'/');
-                } else {
-                    decoded.extend_from_slice(path.get(i..i + 3).unwrap_or_default());
-                }
-                i += 3;
-            }
-            (b'\\', ..) => {
-                decoded.push(b'/');
-                i += 1;
-            }
-            _ => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    // 2. Merge slashes and remove dot segments.
-    let mut segments: Vec<&[u8]> = Vec::new();
-    for seg in decoded.split(|&b| b == b'/') {
-        match seg {
-            b"" | b"." => {}
-            b".." => {
-                segments.pop();
-            }
-            _ => segments.push(seg),
-        }
-    }
-    let mut out = Vec::with_capacity(decoded.len());
-    for seg in &segments {
-        out.push(b'/');
-        out.extend_from_slice(seg);
-    }
-    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
-    if out.is_empty() || trailing {
-        out.push(b'/');
-    }
-    Some(out)
-}
-
-/// The path without `?query` or `#fragment`.
-pub fn strip_query(path: &[u8]) -> &[u8] {
-    match path.iter().position(|&b| b == b'?' || b == b'#') {
-        Some(i) => path.get(..i).unwrap_or(path),
-        None => path,
     }
 }
 
@@ -395,301 +349,112 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// An environment variable name that may appear in an error message. Anything else given as a
+/// variable name may be a secret pasted into the wrong field: it is never repeated.
+fn printable_var(var: &str) -> Option<&str> {
+    let mut bytes = var.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_uppercase() || b == b'_');
+    let rest_ok = bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    (first_ok && rest_ok && var.len() <= 64).then_some(var)
+}
+
+/// `environment variable `NAME` <what>`, or without the name when it does not look like one.
+fn env_error(field: String, var: &str, what: &str) -> ConfigError {
+    match printable_var(var) {
+        Some(name) => ConfigError::new(field, format!("environment variable `{name}` {what}")),
+        None => ConfigError::new(
+            field,
+            format!(
+                "the environment variable {what} (its name is not shown: it does not look like \
+                 one, [A-Z_][A-Z0-9_]*, and may be a secret pasted into the wrong field)"
+            ),
+        ),
+    }
+}
+
+const NOT_SET_HINT: &str = "is not set (Envoy: list it in vm_config.environment_variables; \
+                            Istio: vmConfig.env)";
+
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let mut keys: Vec<Key> = Vec::with_capacity(raw.keys.len());
     for (i, k) in raw.keys.into_iter().enumerate() {
-        let at = |f: &str| format!("keys[{i}].{f}");
-        let (id, id_field) = match (k.id, k.id_env) {
-            (Some(id), None) => (id, at("id")),
-            (None, Some(var)) => match env(&var) {
-                Some(id) if !id.is_empty() => (id, at("id_env")),
-                _ => {
-                    return Err(ConfigError::new(
-                        at("id_env"),
-                        format!("environment variable `{var}` is not set or empty"),
-                    ))
-                }
-            },
-            _ => {
-                return Err(ConfigError::new(
-                    format!("keys[{i}]"),
-                    "give exactly one of `id` and `id_env`",
-                ))
-            }
-        };
-        if !is_token(&id) || id.len() > 64 {
-            return Err(ConfigError::new(
-                id_field,
-                "must be 1-64 characters from [A-Za-z0-9._-]",
-            ));
-        }
-        if keys.iter().any(|other| other.id == id) {
-            return Err(ConfigError::new(
-                id_field,
-                format!("duplicate key id `{id}`"),
-            ));
-        }
-        let (mut md5, mut cube) = (k.schemes.is_none(), k.schemes.is_none());
-        if let Some(schemes) = &k.schemes {
-            if schemes.is_empty() {
-                return Err(ConfigError::new(
-                    at("schemes"),
-                    "must list `md5` and/or `cube` (or be left out)",
-                ));
-            }
-            for (j, scheme) in schemes.iter().enumerate() {
-                match scheme.as_str() {
-                    "md5" => md5 = true,
-                    "cube" => cube = true,
-                    other => {
-                        return Err(ConfigError::new(
-                            format!("keys[{i}].schemes[{j}]"),
-                            format!("unknown scheme `{other}` (expected `md5` or `cube`)"),
-                        ))
-                    }
-                }
-            }
-        }
-        let secret = match (k.secret, k.secret_env) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    format!("keys[{i}]"),
-                    "give exactly one of `secret` and `secret_env`, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError::new(
-                    format!("keys[{i}]"),
-                    "give exactly one of `secret` and `secret_env`",
-                ))
-            }
-            (Some(s), None) => {
-                if s.is_empty() {
-                    return Err(ConfigError::new(at("secret"), "must not be empty"));
-                }
-                s
-            }
-            (None, Some(var)) => {
-                if var.is_empty() {
-                    return Err(ConfigError::new(
-                        at("secret_env"),
-                        "must name an environment variable",
-                    ));
-                }
-                match env(&var) {
-                    Some(v) if !v.is_empty() => v,
-                    Some(_) => {
-                        return Err(ConfigError::new(
-                            at("secret_env"),
-                            format!("environment variable `{var}` is empty"),
-                        ))
-                    }
-                    None => {
-                        return Err(ConfigError::new(
-                            at("secret_env"),
-                            format!(
-                                "environment variable `{var}` is not set (Envoy: list it in \
-                                 vm_config.environment_variables; Istio: vmConfig.env)"
-                            ),
-                        ))
-                    }
-                }
-            }
-        };
-        if let Some(partners) = &k.partners {
-            if partners.is_empty() {
-                return Err(ConfigError::new(
-                    at("partners"),
-                    "must list at least one partner (or be left out)",
-                ));
-            }
-            for (j, p) in partners.iter().enumerate() {
-                if p.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("keys[{i}].partners[{j}]"),
-                        "must not be empty",
-                    ));
-                }
-            }
-        }
-        keys.push(Key {
-            id,
-            secret: Secret::new(secret.into_bytes()),
-            partners: k.partners,
-            md5,
-            cube,
-        });
+        let key = compile_key(i, k, &keys, env)?;
+        keys.push(key);
     }
-
-    let global_mode = crate::ops::compile_mode(raw.mode.as_deref(), Default::default(), "mode")?;
-    let global_dedup = match &raw.dedup {
-        None => None,
-        Some(v) => crate::ops::compile_dedup(v, "dedup", "global".to_string(), false)?,
+    if keys.is_empty() {
+        return Err(ConfigError::new("keys", "at least one key is required"));
+    }
+    let ctx = RouteContext {
+        keys: &keys,
+        mode: crate::ops::compile_mode(raw.mode.as_deref(), Default::default(), "mode")?,
+        dedup: match &raw.dedup {
+            None => None,
+            Some(v) => crate::ops::compile_dedup(v, "dedup", "global".to_string(), false)?,
+        },
     };
     let log_level = match raw.log_level.as_deref() {
         None => None,
         Some(level) => Some(crate::ops::compile_log_level(Some(level))?),
     };
-
-    if raw.routes.is_empty() {
+    let posture = raw.posture.unwrap_or_default();
+    if posture == Posture::RouteList && raw.routes.is_empty() {
         return Err(ConfigError::new(
             "routes",
-            "at least one protected route is required",
+            "at least one protected route is required with posture `route_list`",
         ));
     }
-    let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len());
+    let mut routes: Vec<Route> = Vec::with_capacity(raw.routes.len() + 1);
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let at = |f: &str| format!("routes[{i}].{f}");
-        let path = match (r.path_exact, r.path_prefix) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(ConfigError::new(
-                    format!("routes[{i}]"),
-                    "give exactly one of `path_exact` and `path_prefix`",
-                ))
-            }
-            (Some(p), None) => {
-                check_path(&p).map_err(|m| ConfigError::new(at("path_exact"), m))?;
-                PathMatch::Exact(p)
-            }
-            (None, Some(p)) => {
-                check_path(&p).map_err(|m| ConfigError::new(at("path_prefix"), m))?;
-                PathMatch::Prefix(p)
-            }
-        };
-        let name = match r.name {
-            Some(n) if is_token(&n) && n.len() <= 64 => n,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    at("name"),
-                    "must be 1-64 characters from [A-Za-z0-9._-]",
-                ))
-            }
-            None => format!("route{i}"),
-        };
-        if routes.iter().any(|other| other.name == name) {
+        let route = ctx.route(&format!("routes[{i}]"), r, format!("route{i}"))?;
+        if routes.iter().any(|other| other.name == route.name)
+            || (posture == Posture::Deny && route.name == DEFAULT_ROUTE_NAME)
+        {
             return Err(ConfigError::new(
-                at("name"),
-                format!("duplicate route name `{name}`"),
+                format!("routes[{i}].name"),
+                format!(
+                    "duplicate route name `{}` (`default` is the deny posture's catch-all)",
+                    route.name
+                ),
             ));
         }
-        let methods = r.methods.unwrap_or_else(|| vec!["POST".to_string()]);
-        if methods.is_empty() {
-            return Err(ConfigError::new(
-                at("methods"),
-                "must list at least one method",
-            ));
-        }
-        for (j, m) in methods.iter().enumerate() {
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(ConfigError::new(
-                    format!("routes[{i}].methods[{j}]"),
-                    "must be an upper-case HTTP method such as POST",
-                ));
-            }
-        }
-        let scheme = match r.scheme.as_deref() {
-            None | Some("md5") => RouteScheme::Md5,
-            Some("cube") => RouteScheme::Cube,
-            Some("auto") => RouteScheme::Auto,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    at("scheme"),
-                    format!("unknown scheme `{other}` (expected `md5`, `cube` or `auto`)"),
-                ))
-            }
-        };
-        let route_keys: Vec<usize> = match r.keys {
-            None => (0..keys.len()).collect(),
-            Some(ids) => {
-                if ids.is_empty() {
-                    return Err(ConfigError::new(
-                        at("keys"),
-                        "must list at least one key id (or be left out)",
-                    ));
-                }
-                let mut out = Vec::with_capacity(ids.len());
-                for (j, id) in ids.iter().enumerate() {
-                    match keys.iter().position(|k| &k.id == id) {
-                        Some(x) if !out.contains(&x) => out.push(x),
-                        Some(_) => {
-                            return Err(ConfigError::new(
-                                format!("routes[{i}].keys[{j}]"),
-                                format!("key `{id}` listed twice"),
-                            ))
-                        }
-                        None => {
-                            return Err(ConfigError::new(
-                                format!("routes[{i}].keys[{j}]"),
-                                format!("no key with id `{id}` in `keys`"),
-                            ))
-                        }
-                    }
-                }
-                out
-            }
-        };
-        let usable = |pred: fn(&Key) -> bool| -> Vec<usize> {
-            route_keys
-                .iter()
-                .copied()
-                .filter(|&x| keys.get(x).is_some_and(pred))
-                .collect()
-        };
-        let (md5_keys, cube_keys) = (usable(|k| k.md5), usable(|k| k.cube));
-        let needs = match scheme {
-            RouteScheme::Md5 => [("md5", md5_keys.is_empty())].to_vec(),
-            RouteScheme::Cube => [("cube", cube_keys.is_empty())].to_vec(),
-            RouteScheme::Auto => {
-                [("md5", md5_keys.is_empty()), ("cube", cube_keys.is_empty())].to_vec()
-            }
-        };
-        if let Some((missing, _)) = needs.into_iter().find(|(_, empty)| *empty) {
-            let field = if keys.is_empty() {
-                "keys".to_string()
-            } else {
-                format!("routes[{i}]")
-            };
-            return Err(ConfigError::new(
-                field,
-                format!("route `{name}` verifies `{missing}` signatures but none of its keys can (see keys[].schemes, routes[].keys)"),
-            ));
-        }
-        let partner_bound = route_keys
-            .iter()
-            .any(|&x| keys.get(x).is_some_and(|k| k.partners.is_some()));
-        let partner_field = r
-            .partner_field
-            .unwrap_or_else(|| "partner_code".to_string());
-        if partner_field.is_empty() {
-            return Err(ConfigError::new(at("partner_field"), "must not be empty"));
-        }
-        let freshness = match r.freshness {
-            None => None,
-            Some(f) => Some(compile_freshness(f, &format!("routes[{i}].freshness"))?),
-        };
-        let mode = crate::ops::compile_mode(r.mode.as_deref(), global_mode, &at("mode"))?;
-        let dedup = match &r.dedup {
-            None => global_dedup.clone(),
-            Some(v) => crate::ops::compile_dedup(v, &at("dedup"), format!("route.{name}"), true)?,
-        };
-        let allow = methods.join(", ");
-        routes.push(Route {
-            name,
-            path,
-            methods,
-            allow,
-            scheme,
-            keys: route_keys,
-            md5_keys,
-            cube_keys,
-            allow_unsigned: r.allow_unsigned,
-            partner_field,
-            partner_bound,
-            freshness,
-            mode,
-            dedup,
-        });
+        routes.push(route);
     }
+    match (posture, raw.default_route) {
+        (Posture::Deny, d) => {
+            let d = d.unwrap_or_default();
+            let r = RawRoute {
+                name: Some(DEFAULT_ROUTE_NAME.to_string()),
+                path_exact: None,
+                path_prefix: Some("/".to_string()),
+                methods: d.methods,
+                scheme: Some(
+                    d.scheme
+                        .unwrap_or_else(|| catch_all_scheme(&keys, d.keys.as_deref())),
+                ),
+                keys: d.keys,
+                allow_unsigned: false,
+                partner_field: None,
+                freshness: None,
+                mode: None,
+                dedup: None,
+                case_sensitive: false,
+                allowed_queries: Vec::new(),
+            };
+            let mut route = ctx.route("default_route", r, String::new())?;
+            route.pattern = PathPattern::new(PathMatch::Any, false);
+            routes.push(route);
+        }
+        (Posture::RouteList, Some(_)) => {
+            return Err(ConfigError::new(
+                "default_route",
+                "only with posture `deny` (route_list forwards unmatched paths)",
+            ))
+        }
+        (Posture::RouteList, None) => {}
+    }
+    let exempt = compile_exempt(raw.exempt)?;
 
     let max_body_bytes = match raw.max_body_bytes {
         None => DEFAULT_MAX_BODY_BYTES,
@@ -701,7 +466,6 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
         Some(n) => usize::try_from(n).unwrap_or(DEFAULT_MAX_BODY_BYTES),
     };
-
     let hold_timeout_ms = match raw.hold_timeout_ms {
         None => DEFAULT_HOLD_TIMEOUT_MS,
         Some(n) if n > MAX_HOLD_TIMEOUT_MS => {
@@ -715,6 +479,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     Ok(Config {
         routes,
+        posture,
+        exempt,
         keys,
         max_body_bytes,
         hold_headers: raw.hold_headers.unwrap_or(true),
@@ -722,9 +488,354 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         md5: Md5Options {
             empty_values: raw.md5.empty_values.unwrap_or_default(),
             nested_values: raw.md5.nested_values.unwrap_or_default(),
+            value_types: raw.md5.value_types.unwrap_or_default(),
         },
         log_level,
     })
+}
+
+/// The catch-all's scheme when `default_route.scheme` is left out: every scheme its keys can
+/// verify (`auto` when they can do both).
+fn catch_all_scheme(keys: &[Key], ids: Option<&[String]>) -> String {
+    let chosen = keys.iter().filter(|k| match ids {
+        None => true,
+        Some(ids) => ids.contains(&k.id),
+    });
+    let (md5, cube) = chosen.fold((false, false), |(m, c), k| (m || k.md5, c || k.cube));
+    match (md5, cube) {
+        (false, true) => "cube",
+        (true, false) => "md5",
+        _ => "auto",
+    }
+    .to_string()
+}
+
+fn compile_exempt(raw: Vec<RawExempt>) -> Result<Vec<Exemption>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, e) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("exempt[{i}].{f}");
+        let exemption = match (e.path_exact, e.path_prefix) {
+            (Some(p), None) => {
+                check_path(&p).map_err(|m| ConfigError::new(at("path_exact"), m))?;
+                Exemption::Exact(p)
+            }
+            (None, Some(p)) => {
+                check_path(&p).map_err(|m| ConfigError::new(at("path_prefix"), m))?;
+                if !crate::route::is_canonical(p.as_bytes()) {
+                    return Err(ConfigError::new(
+                        at("path_prefix"),
+                        "must be a canonical path (no `;`, `%`, `\\`, `//`, `.` or `..` segment)",
+                    ));
+                }
+                Exemption::Prefix(p)
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    format!("exempt[{i}]"),
+                    "give exactly one of `path_exact` and `path_prefix`",
+                ))
+            }
+        };
+        out.push(exemption);
+    }
+    Ok(out)
+}
+
+fn compile_key(
+    i: usize,
+    k: RawKey,
+    earlier: &[Key],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Key, ConfigError> {
+    let at = |f: &str| format!("keys[{i}].{f}");
+    let (id, id_field) = match (k.id, k.id_env) {
+        (Some(id), None) => (id, at("id")),
+        (None, Some(var)) => match env(&var) {
+            Some(id) if !id.is_empty() => (id, at("id_env")),
+            _ => return Err(env_error(at("id_env"), &var, "is not set or empty")),
+        },
+        _ => {
+            return Err(ConfigError::new(
+                format!("keys[{i}]"),
+                "give exactly one of `id` and `id_env`",
+            ))
+        }
+    };
+    if !is_token(&id) || id.len() > 64 {
+        return Err(ConfigError::new(
+            id_field,
+            "must be 1-64 characters from [A-Za-z0-9._-]",
+        ));
+    }
+    if earlier.iter().any(|other| other.id == id) {
+        return Err(ConfigError::new(
+            id_field,
+            format!("duplicate key id `{id}`"),
+        ));
+    }
+    let (md5, cube) = compile_key_schemes(i, k.schemes.as_deref())?;
+    let secret = match (k.secret, k.secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("keys[{i}]"),
+                "give exactly one of `secret` and `secret_env`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("keys[{i}]"),
+                "give exactly one of `secret` and `secret_env`",
+            ))
+        }
+        (Some(s), None) if s.is_empty() => {
+            return Err(ConfigError::new(at("secret"), "must not be empty"))
+        }
+        (Some(s), None) => s,
+        (None, Some(var)) if var.is_empty() => {
+            return Err(ConfigError::new(
+                at("secret_env"),
+                "must name an environment variable",
+            ))
+        }
+        (None, Some(var)) => match env(&var) {
+            Some(v) if !v.is_empty() => v,
+            Some(_) => return Err(env_error(at("secret_env"), &var, "is empty")),
+            None => return Err(env_error(at("secret_env"), &var, NOT_SET_HINT)),
+        },
+    };
+    if let Some(partners) = &k.partners {
+        if partners.is_empty() {
+            return Err(ConfigError::new(
+                at("partners"),
+                "must list at least one partner (or be left out)",
+            ));
+        }
+        if let Some(j) = partners.iter().position(String::is_empty) {
+            return Err(ConfigError::new(
+                format!("keys[{i}].partners[{j}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    Ok(Key {
+        id,
+        secret: Secret::new(secret.into_bytes()),
+        partners: k.partners,
+        md5,
+        cube,
+    })
+}
+
+/// `keys[i].schemes`: which schemes the key verifies (both when left out).
+fn compile_key_schemes(i: usize, schemes: Option<&[String]>) -> Result<(bool, bool), ConfigError> {
+    let Some(schemes) = schemes else {
+        return Ok((true, true));
+    };
+    if schemes.is_empty() {
+        return Err(ConfigError::new(
+            format!("keys[{i}].schemes"),
+            "must list `md5` and/or `cube` (or be left out)",
+        ));
+    }
+    let (mut md5, mut cube) = (false, false);
+    for (j, scheme) in schemes.iter().enumerate() {
+        match scheme.as_str() {
+            "md5" => md5 = true,
+            "cube" => cube = true,
+            other => {
+                return Err(ConfigError::new(
+                    format!("keys[{i}].schemes[{j}]"),
+                    format!("unknown scheme `{other}` (expected `md5` or `cube`)"),
+                ))
+            }
+        }
+    }
+    Ok((md5, cube))
+}
+
+/// What every route compiles against: the keys and the top-level defaults it inherits.
+struct RouteContext<'k> {
+    keys: &'k [Key],
+    mode: crate::ops::Mode,
+    dedup: Option<crate::ops::Dedup>,
+}
+
+impl RouteContext<'_> {
+    /// Compile one route; `at` is its field path (`routes[2]`, `default_route`).
+    fn route(&self, at: &str, r: RawRoute, default_name: String) -> Result<Route, ConfigError> {
+        let field = |f: &str| format!("{at}.{f}");
+        let path = match (r.path_exact, r.path_prefix) {
+            (Some(p), None) => {
+                check_path(&p).map_err(|m| ConfigError::new(field("path_exact"), m))?;
+                PathMatch::Exact(p)
+            }
+            (None, Some(p)) => {
+                check_path(&p).map_err(|m| ConfigError::new(field("path_prefix"), m))?;
+                PathMatch::Prefix(p)
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    at,
+                    "give exactly one of `path_exact` and `path_prefix`",
+                ))
+            }
+        };
+        let name = match r.name {
+            Some(n) if is_token(&n) && n.len() <= 64 => n,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    field("name"),
+                    "must be 1-64 characters from [A-Za-z0-9._-]",
+                ))
+            }
+            None => default_name,
+        };
+        let methods = compile_methods(at, r.methods)?;
+        let scheme = match r.scheme.as_deref() {
+            None | Some("md5") => RouteScheme::Md5,
+            Some("cube") => RouteScheme::Cube,
+            Some("auto") => RouteScheme::Auto,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    field("scheme"),
+                    format!("unknown scheme `{other}` (expected `md5`, `cube` or `auto`)"),
+                ))
+            }
+        };
+        let route_keys = self.route_keys(at, r.keys)?;
+        let usable = |pred: fn(&Key) -> bool| -> Vec<usize> {
+            route_keys
+                .iter()
+                .copied()
+                .filter(|&x| self.keys.get(x).is_some_and(pred))
+                .collect()
+        };
+        let (md5_keys, cube_keys) = (usable(|k| k.md5), usable(|k| k.cube));
+        let missing = match scheme {
+            RouteScheme::Md5 | RouteScheme::Auto if md5_keys.is_empty() => Some("md5"),
+            RouteScheme::Cube | RouteScheme::Auto if cube_keys.is_empty() => Some("cube"),
+            _ => None,
+        };
+        if let Some(missing) = missing {
+            let f = if self.keys.is_empty() {
+                "keys".to_string()
+            } else {
+                at.to_string()
+            };
+            return Err(ConfigError::new(
+                f,
+                format!("route `{name}` verifies `{missing}` signatures but none of its keys can (see keys[].schemes, routes[].keys)"),
+            ));
+        }
+        let partner_bound = route_keys
+            .iter()
+            .any(|&x| self.keys.get(x).is_some_and(|k| k.partners.is_some()));
+        let partner_field = r
+            .partner_field
+            .unwrap_or_else(|| "partner_code".to_string());
+        if partner_field.is_empty() {
+            return Err(ConfigError::new(
+                field("partner_field"),
+                "must not be empty",
+            ));
+        }
+        let freshness = match r.freshness {
+            None => None,
+            Some(f) => Some(compile_freshness(f, &field("freshness"))?),
+        };
+        let mode = crate::ops::compile_mode(r.mode.as_deref(), self.mode, &field("mode"))?;
+        let dedup = match &r.dedup {
+            None => self.dedup.clone(),
+            Some(v) => {
+                crate::ops::compile_dedup(v, &field("dedup"), format!("route.{name}"), true)?
+            }
+        };
+        let allowed_queries = compile_queries(at, r.allowed_queries)?;
+        Ok(Route {
+            name,
+            pattern: PathPattern::new(path, r.case_sensitive),
+            allowed_queries,
+            allow: methods.join(", "),
+            methods,
+            scheme,
+            keys: route_keys,
+            md5_keys,
+            cube_keys,
+            allow_unsigned: r.allow_unsigned,
+            partner_field,
+            partner_bound,
+            freshness,
+            mode,
+            dedup,
+        })
+    }
+
+    /// `routes[i].keys`: indices into the keys (default: all of them).
+    fn route_keys(&self, at: &str, ids: Option<Vec<String>>) -> Result<Vec<usize>, ConfigError> {
+        let Some(ids) = ids else {
+            return Ok((0..self.keys.len()).collect());
+        };
+        if ids.is_empty() {
+            return Err(ConfigError::new(
+                format!("{at}.keys"),
+                "must list at least one key id (or be left out)",
+            ));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (j, id) in ids.iter().enumerate() {
+            match self.keys.iter().position(|k| &k.id == id) {
+                Some(x) if !out.contains(&x) => out.push(x),
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        format!("{at}.keys[{j}]"),
+                        format!("key `{id}` listed twice"),
+                    ))
+                }
+                None => {
+                    return Err(ConfigError::new(
+                        format!("{at}.keys[{j}]"),
+                        format!("no key with id `{id}` in `keys`"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn compile_methods(at: &str, methods: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let methods = methods.unwrap_or_else(|| vec!["POST".to_string()]);
+    if methods.is_empty() {
+        return Err(ConfigError::new(
+            format!("{at}.methods"),
+            "must list at least one method",
+        ));
+    }
+    if let Some(j) = methods
+        .iter()
+        .position(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(ConfigError::new(
+            format!("{at}.methods[{j}]"),
+            "must be an upper-case HTTP method such as POST",
+        ));
+    }
+    Ok(methods)
+}
+
+fn compile_queries(at: &str, queries: Vec<String>) -> Result<Vec<Vec<u8>>, ConfigError> {
+    for (j, q) in queries.iter().enumerate() {
+        if q.is_empty()
+            || q.contains(['?', '#'])
+            || q.bytes().any(|b| b.is_ascii_control() || b == b' ')
+        {
+            return Err(ConfigError::new(
+                format!("{at}.allowed_queries[{j}]"),
+                "must be a non-empty query string as sent, without `?`, `#`, spaces or control characters",
+            ));
+        }
+    }
+    Ok(queries.into_iter().map(String::into_bytes).collect())
 }
 
 /// Largest accepted `max_age_seconds` / `max_future_skew_seconds` (one year).
@@ -854,14 +965,15 @@ mod tests {
     #[test]
     fn route_matching_ignores_query_and_takes_first() {
         let c = parse(
-            r#"{"keys":[{"id":"k","secret":"s"}],"routes":[
+            r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[
                 {"name":"exact","path_exact":"/lf/sms"},{"name":"prefix","path_prefix":"/lf/"}]}"#,
         )
         .unwrap();
         assert_eq!(c.route_for(b"/lf/sms?x=1").unwrap().name, "exact");
         assert_eq!(c.route_for(b"/lf/sms/2").unwrap().name, "prefix");
         assert_eq!(c.route_for(b"/lf/").unwrap().name, "prefix");
-        assert!(c.route_for(b"/lf").is_none());
+        // `/lf` may be the prefix's own handler (Express `app.use("/lf", ...)`): an alias.
+        assert_eq!(c.route_for(b"/lf").unwrap().name, "prefix");
         assert_eq!(c.route_for(b"/lf/sms/").unwrap().name, "exact");
         assert!(c.route_for(b"/other").is_none());
         assert!(c.route_for(b"").is_none());
@@ -869,7 +981,7 @@ mod tests {
 
     #[test]
     fn ambiguous_paths_are_protected() {
-        let c = parse(r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"name":"lf","path_prefix":"/linksfield/"},{"name":"x","path_exact":"/hook"}]}"#).unwrap();
+        let c = parse(r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[{"name":"lf","path_prefix":"/linksfield/"},{"name":"x","path_exact":"/hook"}]}"#).unwrap();
         for p in [
             &b"/x/../linksfield/sms"[..],
             b"//linksfield/sms",
@@ -909,13 +1021,6 @@ mod tests {
         ] {
             assert!(c.route_for(p).is_none(), "{}", String::from_utf8_lossy(p));
         }
-        assert_eq!(normalize_path(b"/plain/path"), None);
-        assert_eq!(
-            normalize_path(b"/a/./b/../c//d/").as_deref(),
-            Some(&b"/a/c/d/"[..])
-        );
-        assert_eq!(normalize_path(b"/..").as_deref(), Some(&b"/"[..]));
-        assert_eq!(normalize_path(b"/%41%2x%").as_deref(), Some(&b"/A%2x%"[..]));
     }
 
     /// Every config error names its field.
@@ -923,7 +1028,63 @@ mod tests {
     fn errors_name_the_field() {
         let cases: &[(&str, &str)] = &[
             ("not json", ""),
-            (r#"{"routes":[]}"#, "routes"),
+            (r#"{"routes":[]}"#, "keys"),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[]}"#,
+                "routes",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"posture":"open"}"#,
+                "posture",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[{"path_prefix":"/a"}],"default_route":{}}"#,
+                "default_route",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"default_route":{"scheme":"x"}}"#,
+                "default_route.scheme",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"default_route":{"path_prefix":"/"}}"#,
+                "default_route.path_prefix",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","name":"default"}]}"#,
+                "routes[0].name",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"exempt":[{"path_exact":"/a","path_prefix":"/b"}]}"#,
+                "exempt[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"exempt":[{"path_prefix":"/a;b/"}]}"#,
+                "exempt[0].path_prefix",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"exempt":[{"path_exact":"a"}]}"#,
+                "exempt[0].path_exact",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"exempt":[{"path_exact":"/a","methods":["GET"]}]}"#,
+                "exempt[0].methods",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","allowed_queries":[""]}]}"#,
+                "routes[0].allowed_queries[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","allowed_queries":["?a=1"]}]}"#,
+                "routes[0].allowed_queries[0]",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a","case_sensitive":"yes"}]}"#,
+                "routes[0].case_sensitive",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":"s"}],"md5":{"value_types":"numbers"}}"#,
+                "md5.value_types",
+            ),
             (
                 r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],"extra":1}"#,
                 "extra",
@@ -1064,6 +1225,7 @@ mod tests {
         let c = parse(
             r#"{"keys":[{"id":"md5-old","secret":"a"},{"id":"md5-new","secret":"b","partners":["P1","P2"]},
                         {"id":"cube1","secret_env":"LF_SECRET","partners":["P3"]}],
+                "posture":"route_list",
                 "routes":[{"name":"legacy","path_prefix":"/lf/","keys":["md5-new","md5-old"]},
                           {"name":"cube","path_prefix":"/cube/","scheme":"cube","keys":["cube1"],
                            "freshness":{"max_age_seconds":600}},
@@ -1200,6 +1362,76 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field, "routes[0].dedup.window_seconds");
     }
+
+    #[test]
+    fn secret_values_never_reach_an_error() {
+        for (json, field) in [
+            (
+                r#"{"keys":[{"id":"k","secret":918273645}]}"#,
+                "keys[0].secret",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret":["918273645"]}]}"#,
+                "keys[0].secret",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret_env":918273645}]}"#,
+                "keys[0].secret_env",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret_env":"918273645xGl64jNW=n"}]}"#,
+                "keys[0].secret_env",
+            ),
+            (
+                r#"{"keys":[{"id":"k","secret_env":"lowercase918273645"}]}"#,
+                "keys[0].secret_env",
+            ),
+            (
+                r#"{"keys":[{"id_env":"918273645 x","secret":"s"}]}"#,
+                "keys[0].id_env",
+            ),
+        ] {
+            let err = parse(json).unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+            assert!(!err.to_string().contains("918273645"), "{err}");
+        }
+        let err = parse(r#"{"keys":[{"id":"k","secret_env":"LF_NOT_SET_1"}]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("`LF_NOT_SET_1` is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn deny_posture_catch_all() {
+        let c = parse(r#"{"keys":[{"id":"k","secret":"s","schemes":["md5"]}]}"#).unwrap();
+        assert_eq!(c.posture, Posture::Deny);
+        let d = c.routes.last().unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.scheme, d.allow.as_str()),
+            ("default", RouteScheme::Md5, "POST")
+        );
+        let c = parse(
+            r#"{"keys":[{"id":"a","secret":"s","schemes":["md5"]},{"id":"b","secret":"t","schemes":["cube"]}],
+                "default_route":{"methods":["POST","PUT"]}}"#,
+        )
+        .unwrap();
+        let d = c.routes.last().unwrap();
+        assert_eq!(
+            (d.scheme, d.allow.as_str()),
+            (RouteScheme::Auto, "POST, PUT")
+        );
+        let c = parse(
+            r#"{"keys":[{"id":"a","secret":"s","schemes":["md5"]},{"id":"b","secret":"t","schemes":["cube"]}],
+                "default_route":{"keys":["b"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.routes.last().unwrap().scheme, RouteScheme::Cube);
+        let c = parse(MINIMAL_ROUTES).unwrap();
+        assert_eq!((c.posture, c.routes.len()), (Posture::RouteList, 1));
+    }
+
+    const MINIMAL_ROUTES: &str = r#"{"keys":[{"id":"k1","secret":"abc"}],"posture":"route_list","routes":[{"path_prefix":"/lf/"}]}"#;
 
     #[test]
     fn errors_name_the_variable_not_the_value() {

@@ -2,7 +2,8 @@
 //! duplicate / record decisions. The filter keeps the table in proxy-wasm shared data (one value
 //! per slot, written with compare-and-swap) so that every Envoy worker sees it.
 //!
-//! - Identity: SHA-1 over the route, the scheme, the signature (as sent) and SHA-1 of the body.
+//! - Identity: SHA-1 over the route, the method and path with query, the scheme, the signature
+//!   (as sent) and SHA-1 of the body.
 //!   Only this 20-byte hash is stored; never the signature or the body.
 //! - Table: `max_entries` fixed slots, `slot = identity mod max_entries`; a slot holds one
 //!   (identity, expiry) pair and is overwritten when another delivery needs it. Memory is bounded
@@ -23,13 +24,16 @@ pub const ENTRY_LEN: usize = 28;
 pub struct Identity(pub [u8; 20]);
 
 impl Identity {
-    /// Hash of (route, scheme, signature material, SHA-1(body)), each length-prefixed.
-    pub fn new(route: &str, scheme: Scheme, signature: &[u8], body: &[u8]) -> Self {
+    /// Hash of (route, `METHOD path?query`, scheme, signature material, SHA-1(body)), each
+    /// length-prefixed: a copy sent to another path or query of the same route is another
+    /// delivery (it cannot poison the record of the real one).
+    pub fn new(route: &str, target: &[u8], scheme: Scheme, signature: &[u8], body: &[u8]) -> Self {
         let body_digest = Sha1::digest(body);
         let mut h = Sha1::new();
-        h.update(b"lf-webhook-guard dedup v1\0");
+        h.update(b"lf-webhook-guard dedup v2\0");
         for part in [
             route.as_bytes(),
+            target,
             scheme.name().as_bytes(),
             signature,
             body_digest.as_slice(),
@@ -130,7 +134,7 @@ mod tests {
     use super::*;
 
     fn id(sig: &[u8], body: &[u8]) -> Identity {
-        Identity::new("lf", Scheme::Md5, sig, body)
+        Identity::new("lf", b"POST /lf/x", Scheme::Md5, sig, body)
     }
 
     #[test]
@@ -139,12 +143,22 @@ mod tests {
         assert_eq!(base, id(b"sig", b"{}"));
         assert_ne!(base, id(b"sig2", b"{}"));
         assert_ne!(base, id(b"sig", b"{ }"));
-        assert_ne!(base, Identity::new("other", Scheme::Md5, b"sig", b"{}"));
-        assert_ne!(base, Identity::new("lf", Scheme::Cube, b"sig", b"{}"));
+        assert_ne!(
+            base,
+            Identity::new("other", b"POST /lf/x", Scheme::Md5, b"sig", b"{}")
+        );
+        assert_ne!(
+            base,
+            Identity::new("lf", b"POST /lf/x", Scheme::Cube, b"sig", b"{}")
+        );
+        assert_ne!(
+            base,
+            Identity::new("lf", b"POST /lf/x?dry_run=1", Scheme::Md5, b"sig", b"{}")
+        );
         // length prefixes: moving bytes between parts changes the identity
         assert_ne!(
-            Identity::new("ab", Scheme::Md5, b"c", b""),
-            Identity::new("a", Scheme::Md5, b"bc", b"")
+            Identity::new("ab", b"", Scheme::Md5, b"c", b""),
+            Identity::new("a", b"", Scheme::Md5, b"bc", b"")
         );
         // the hash does not contain the signature
         let sig = b"YjExZmMwNTdiZGVmNGMzZjUzYTVhMjExZWExODI4ODY=";

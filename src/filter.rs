@@ -16,8 +16,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::{Config, RouteScheme};
+use crate::headers::must_strip;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
 use crate::ops::{Mode, RejectionLog};
+use crate::route::Target;
 use crate::verdict::Accepted;
 use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
 use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
@@ -714,18 +716,24 @@ impl HttpContext for GuardHttp {
         };
         #[cfg(feature = "crash-probe")]
         crash_probe(&headers);
-        // Never trust a client-supplied verdict, on any route.
-        if headers.iter().any(|(name, _)| name == VERIFIED_HEADER)
-            && hostcalls::remove_map_value(MapType::HttpRequestHeaders, VERIFIED_HEADER).is_err()
-        {
-            return self.internal(None, "cannot remove client x-lf-verified");
+        // Never trust a client-supplied verdict (any spelling) or path/method rewrite header,
+        // on any route.
+        for (name, _) in headers.iter().filter(|(name, _)| must_strip(name)) {
+            if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                return self.internal(
+                    None,
+                    "cannot remove a client x-lf-verified or rewrite header",
+                );
+            }
         }
         let path = headers
             .iter()
             .find(|(name, _)| name == ":path")
             .map_or(&[][..], |(_, v)| v.as_slice());
-        let Some(route) = config.route_index(path) else {
-            return Action::Continue;
+        let (route, non_canonical) = match config.classify(path) {
+            Target::Exempt | Target::Unprotected => return Action::Continue,
+            Target::Route(route) => (route, false),
+            Target::NonCanonical(route) => (route, true),
         };
         self.count(Metric::Requests);
         self.log_scheme = config.routes.get(route).map_or("-", |r| match r.scheme {
@@ -737,6 +745,15 @@ impl HttpContext for GuardHttp {
             .iter()
             .find(|(name, _)| name == "x-request-id")
             .map_or_else(String::new, |(_, v)| sanitize_request_id(v));
+        if non_canonical {
+            return self.reject(
+                Some(route),
+                Rejection::new(
+                    Reason::NonCanonicalPath,
+                    "alias of a protected path, not its canonical spelling",
+                ),
+            );
+        }
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
         match config.check_head(route, &head) {
             Err(rejection) => self.reject(Some(route), rejection),

@@ -33,11 +33,20 @@ pub enum Reason {
     /// Hold mode: a held request got no body within `hold_timeout_ms` although body callbacks
     /// do arrive on this worker: the client stalled after its headers.
     RequestTimeout,
+    /// The path is an alias of a protected route (case, `;params`, encodings, dot segments,
+    /// suffixes, ...) but not its canonical spelling: rejected even when signed.
+    NonCanonicalPath,
+    /// A query string on a protected route that the route does not allow (queries are not
+    /// signed, and many backends read them beside the body).
+    QueryNotAllowed,
+    /// A `Content-Encoding` other than `identity` on a protected route (a backend would act on
+    /// the decoded bytes, which were never verified).
+    UnsupportedEncoding,
 }
 
 impl Reason {
     /// Every reason, in table order (docs, metrics and tests iterate over it).
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 14] = [
         Reason::MissingSignature,
         Reason::InvalidSignature,
         Reason::MalformedBody,
@@ -49,6 +58,9 @@ impl Reason {
         Reason::InternalError,
         Reason::FilterMisconfigured,
         Reason::RequestTimeout,
+        Reason::NonCanonicalPath,
+        Reason::QueryNotAllowed,
+        Reason::UnsupportedEncoding,
     ];
 
     /// HTTP status of the local reply.
@@ -56,8 +68,8 @@ impl Reason {
         match self {
             Reason::MissingSignature | Reason::InvalidSignature | Reason::StaleNotification => 401,
             Reason::PartnerNotAllowed => 403,
-            Reason::MalformedBody => 400,
-            Reason::UnsupportedMediaType => 415,
+            Reason::MalformedBody | Reason::NonCanonicalPath | Reason::QueryNotAllowed => 400,
+            Reason::UnsupportedMediaType | Reason::UnsupportedEncoding => 415,
             Reason::MethodNotAllowed => 405,
             Reason::BodyTooLarge => 413,
             Reason::InternalError | Reason::FilterMisconfigured => 500,
@@ -88,6 +100,9 @@ impl Reason {
             Reason::InternalError => "internal_error",
             Reason::FilterMisconfigured => "filter_misconfigured",
             Reason::RequestTimeout => "request_timeout",
+            Reason::NonCanonicalPath => "non_canonical_path",
+            Reason::QueryNotAllowed => "query_not_allowed",
+            Reason::UnsupportedEncoding => "unsupported_encoding",
         }
     }
 

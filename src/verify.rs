@@ -61,6 +61,9 @@ impl<'a> HeaderValue<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestHead<'a> {
     pub method: &'a [u8],
+    /// The raw `:path`, query included.
+    pub path: &'a [u8],
+    pub content_encoding: HeaderValue<'a>,
     pub content_type: HeaderValue<'a>,
     pub content_length: HeaderValue<'a>,
     pub md5_signature: HeaderValue<'a>,
@@ -80,6 +83,8 @@ impl<'a> RequestHead<'a> {
         for (name, value) in pairs {
             match name {
                 ":method" => head.method = value,
+                ":path" => head.path = value,
+                "content-encoding" => head.content_encoding.push(value),
                 "content-type" => head.content_type.push(value),
                 "content-length" => head.content_length.push(value),
                 MD5_HEADER => head.md5_signature.push(value),
@@ -123,6 +128,8 @@ pub struct Pending {
     pub route: usize,
     pub media: MediaType,
     signature: Signature,
+    /// `METHOD path?query`, kept only on routes with de-duplication (part of the identity).
+    dedup_target: Option<Vec<u8>>,
 }
 
 impl Pending {
@@ -134,8 +141,8 @@ impl Pending {
         }
     }
 
-    /// The de-duplication identity of this delivery (a hash; see [`crate::dedup`]). The
-    /// signature itself never leaves this type.
+    /// The de-duplication identity of this delivery (a hash over the route, method, path and
+    /// query, signature and body; see [`crate::dedup`]). The signature never leaves this type.
     pub fn dedup_identity(&self, route_name: &str, body: &[u8]) -> crate::dedup::Identity {
         let material: Vec<u8> = match &self.signature {
             Signature::Md5(header) => header.clone(),
@@ -148,7 +155,8 @@ impl Pending {
                 m
             }
         };
-        crate::dedup::Identity::new(route_name, self.scheme(), &material, body)
+        let target = self.dedup_target.as_deref().unwrap_or_default();
+        crate::dedup::Identity::new(route_name, target, self.scheme(), &material, body)
     }
 
     /// The partner named in the body (route's `partner_field`), for log lines only: unverified
@@ -188,6 +196,24 @@ impl Config {
                 Reason::MethodNotAllowed,
                 "method not allowed on route",
             ));
+        }
+        if let Some(q) = crate::route::query(head.path) {
+            if !r.allowed_queries.iter().any(|a| a.as_slice() == q) {
+                return Err(reject(
+                    Reason::QueryNotAllowed,
+                    "query string not in the route's allowed_queries",
+                ));
+            }
+        }
+        match head.content_encoding {
+            HeaderValue::Absent => {}
+            HeaderValue::One(v) if v.trim_ascii().eq_ignore_ascii_case(b"identity") => {}
+            _ => {
+                return Err(reject(
+                    Reason::UnsupportedEncoding,
+                    "content-encoding other than identity",
+                ))
+            }
         }
         let (has_md5, has_cube) = (
             !head.md5_signature.is_absent(),
@@ -260,10 +286,18 @@ impl Config {
             }
             HeaderValue::Absent => {}
         }
+        let dedup_target = r.dedup.as_ref().map(|_| {
+            let mut t = Vec::with_capacity(head.method.len() + 1 + head.path.len());
+            t.extend_from_slice(head.method);
+            t.push(b' ');
+            t.extend_from_slice(head.path);
+            t
+        });
         Ok(HeadVerdict::NeedBody(Pending {
             route,
             media,
             signature,
+            dedup_target,
         }))
     }
 

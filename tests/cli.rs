@@ -539,7 +539,7 @@ fn readme_documents_every_exit_code() {
 #[test]
 fn explain_md5_json_and_form() {
     let o = run_env(
-        &["explain", "--body", "-"],
+        &["explain", "--body", "-", "--any-value-types"],
         &[],
         Some(br#"{"n":1.50,"b":"\u00e9","z":null,"a":true}"#),
     );
@@ -640,7 +640,8 @@ fn diagnose_finds_each_md5_variant() {
             json_ct,
             md5_header(format!("a=1&{s}").as_bytes(), false),
             Some("empty values left out"),
-            serde_json::json!({"md5": {"empty_values": "skip"}}),
+            // `null` is not a string: the filter needs `value_types: any` for this body too.
+            serde_json::json!({"md5": {"empty_values": "skip", "value_types": "any"}}),
         ),
         (
             br#"{"o":{"x": [1, 2]},"a":"1"}"#,

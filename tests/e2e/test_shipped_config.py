@@ -22,7 +22,7 @@ def test_envoy_yaml_is_shipped():
 
 def test_buffered_and_compose_yaml_are_shipped():
     names = {p.name for p in SHIPPED}
-    assert {"envoy.yaml", "envoy-buffered.yaml", "envoy-compose.yaml"} <= names
+    assert {"envoy.yaml", "envoy-buffered.yaml", "envoy-compose.yaml", "envoy-routes.yaml"} <= names
 
 
 @pytest.mark.parametrize("yaml_path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -32,6 +32,10 @@ def test_embedded_plugin_config_equals_json_file(yaml_path):
     ("hold_headers": false) needs envoy.filters.http.buffer after the Wasm filter."""
     embedded = json.loads(harness.embedded_plugin_config(yaml_path))
     reference = json.loads(PLUGIN_JSON.read_text())
+    if yaml_path.name == "envoy-routes.yaml":
+        # The route-list posture: the same keys and routes, nothing else protected.
+        reference["posture"] = "route_list"
+        del reference["exempt"]
     hold = embedded.pop("hold_headers", True)
     assert embedded == reference
     cfg = yaml.safe_load(yaml_path.read_text())
@@ -76,3 +80,13 @@ def test_paths_are_normalised_before_filters(yaml_path):
     cfg = yaml.safe_load(yaml_path.read_text())
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm.get("normalize_path") is True and hcm.get("merge_slashes") is True
+
+
+@pytest.mark.parametrize("yaml_path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_headers_with_underscores_are_dropped(yaml_path):
+    # `x_lf_verified` reads as `x-lf-verified` to CGI-style servers; the filter strips it where it
+    # runs, Envoy drops it everywhere (exempt routes included).
+    cfg = yaml.safe_load(yaml_path.read_text())
+    (hcm,) = harness._http_connection_managers(cfg)
+    opts = hcm.get("common_http_protocol_options", {})
+    assert opts.get("headers_with_underscores_action") == "DROP_HEADER"

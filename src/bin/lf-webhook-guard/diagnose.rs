@@ -12,7 +12,7 @@ use clap::Args;
 use lf_webhook_guard::body::{form_pairs_as_sent, json_members_as_sent, media_type, sniff, Json};
 use lf_webhook_guard::body::{MediaType, Params, Value};
 use lf_webhook_guard::canonical::{cube_json, md5_prefix};
-use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues};
+use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use lf_webhook_guard::scheme::cube::{self, CubeSigner};
 use lf_webhook_guard::scheme::md5::hex32;
 use lf_webhook_guard::{
@@ -223,12 +223,19 @@ fn diagnose_md5(
         for nested in [NestedValues::Reject, NestedValues::Raw] {
             for numbers in [Numbers::Literal, Numbers::JavaDouble, Numbers::Shortest] {
                 for form_as_sent in [false, true] {
-                    let opts = Md5Options {
+                    // Strings only (the default) where the body allows it, else `any`.
+                    let strict = Md5Options {
                         empty_values: empty,
                         nested_values: nested,
+                        value_types: ValueTypes::Strings,
                     };
-                    let Some(text) = md5_text(media, &req.body, &opts, numbers, form_as_sent)
-                    else {
+                    let any = Md5Options {
+                        value_types: ValueTypes::Any,
+                        ..strict
+                    };
+                    let Some((opts, text)) = [strict, any].into_iter().find_map(|o| {
+                        md5_text(media, &req.body, &o, numbers, form_as_sent).map(|t| (o, t))
+                    }) else {
                         continue;
                     };
                     // Variants that produce the same text are the same variant for this body.

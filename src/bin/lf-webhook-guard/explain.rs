@@ -46,6 +46,9 @@ pub struct ExplainArgs {
     /// md5: sign nested values as raw JSON text (`md5.nested_values: raw`).
     #[arg(long, conflicts_with = "config")]
     raw_nested: bool,
+    /// md5: accept JSON numbers, booleans and null (`md5.value_types: any`).
+    #[arg(long, conflicts_with = "config")]
+    any_value_types: bool,
     /// Take the md5 options from this plugin configuration (secrets are not needed).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -104,7 +107,11 @@ fn md5_options(args: &ExplainArgs) -> Result<Md5Options, CliError> {
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
         return Ok(config.md5);
     }
-    Ok(crate::sign::md5_options(args.skip_empty, args.raw_nested))
+    Ok(crate::sign::md5_options(
+        args.skip_empty,
+        args.raw_nested,
+        args.any_value_types,
+    ))
 }
 
 fn media_of(args: &ExplainArgs, req: &Captured) -> Result<(MediaType, String), Rejection> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use lf_webhook_guard::body::sniff;
-use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues};
+use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use lf_webhook_guard::{
     sign_cube, sign_md5, MediaType, Rejection, CUBE_ALGO_HEADER, CUBE_SIGNATURE_HEADER,
     CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER,
@@ -43,8 +43,9 @@ pub fn content_type(media: MediaType) -> &'static str {
     }
 }
 
-/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` flags.
-pub fn md5_options(skip_empty: bool, raw_nested: bool) -> Md5Options {
+/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` /
+/// `--any-value-types` flags.
+pub fn md5_options(skip_empty: bool, raw_nested: bool, any_value_types: bool) -> Md5Options {
     Md5Options {
         empty_values: if skip_empty {
             EmptyValues::Skip
@@ -55,6 +56,11 @@ pub fn md5_options(skip_empty: bool, raw_nested: bool) -> Md5Options {
             NestedValues::Raw
         } else {
             NestedValues::Reject
+        },
+        value_types: if any_value_types {
+            ValueTypes::Any
+        } else {
+            ValueTypes::Strings
         },
     }
 }
@@ -90,6 +96,9 @@ pub struct SignArgs {
     /// Sign nested JSON values as their raw text (filter option `md5.nested_values: raw`).
     #[arg(long)]
     raw_nested: bool,
+    /// Accept JSON numbers, booleans and null (filter option `md5.value_types: any`).
+    #[arg(long)]
+    any_value_types: bool,
     /// Print every signature header as `name: value` lines (cube: all four headers).
     #[arg(long, conflicts_with = "curl")]
     headers: bool,
@@ -165,7 +174,7 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
         }
         SignScheme::Md5 => {
             let media = args.content_type.media(&body);
-            let opts = md5_options(args.skip_empty, args.raw_nested);
+            let opts = md5_options(args.skip_empty, args.raw_nested, args.any_value_types);
             let sig = sign_md5(media, &body, &opts, secret.as_bytes()).map_err(|r| {
                 rejected(
                     "body",

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use lf_webhook_guard::config::Md5Options;
+use lf_webhook_guard::config::{Md5Options, ValueTypes};
+use lf_webhook_guard::route::Target;
 use lf_webhook_guard::{Accepted, Config, HeadVerdict, Reason, Rejection};
 use serde_json::json;
 
@@ -36,7 +37,7 @@ impl VerifyScheme {
 pub struct KeyArgs {
     /// Plugin configuration (JSON, the filter's format); `secret_env`/`id_env` are read from
     /// this process's environment.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret", "secret_env", "key_id", "scheme", "skip_empty", "raw_nested"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret", "secret_env", "key_id", "scheme", "skip_empty", "raw_nested", "any_value_types"])]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub secret: SecretArgs,
@@ -52,6 +53,9 @@ pub struct KeyArgs {
     /// One-key configuration: `md5.nested_values: raw`.
     #[arg(long)]
     pub raw_nested: bool,
+    /// One-key configuration: `md5.value_types: any` (JSON numbers, booleans and null).
+    #[arg(long)]
+    pub any_value_types: bool,
 }
 
 /// The `md5` object of a plugin configuration for these options (defaults left out).
@@ -63,6 +67,9 @@ pub fn md5_json(opts: &Md5Options) -> serde_json::Value {
     }
     if opts.nested_values == NestedValues::Raw {
         m.insert("nested_values".into(), "raw".into());
+    }
+    if opts.value_types == ValueTypes::Any {
+        m.insert("value_types".into(), "any".into());
     }
     serde_json::Value::Object(m)
 }
@@ -105,7 +112,7 @@ impl KeyArgs {
                 .hint("pass --config FILE, or --secret/--secret-env (with --key-id for cube)"));
         }
         let secret = self.secret.resolve()?;
-        let opts = crate::sign::md5_options(self.skip_empty, self.raw_nested);
+        let opts = crate::sign::md5_options(self.skip_empty, self.raw_nested, self.any_value_types);
         let scheme = self.scheme.unwrap_or(VerifyScheme::Auto);
         one_key_config(
             &secret,
@@ -166,12 +173,18 @@ pub fn now_ms() -> u64 {
 /// Run the request through the core exactly as the filter does.
 pub fn decide(config: &Config, req: &Captured, now: u64) -> Verdict {
     let path = req.path.clone().unwrap_or_else(|| "/".into());
-    let route = match config.route_for(path.as_bytes()) {
-        Some(r) => config.routes.iter().position(|x| std::ptr::eq(x, r)),
-        None => None,
-    };
-    let Some(route) = route else {
-        return Verdict::NotProtected { path };
+    let route = match config.classify(path.as_bytes()) {
+        Target::Route(route) => route,
+        Target::NonCanonical(route) => {
+            return Verdict::Rejected {
+                route: config.routes.get(route).map(|r| r.name.clone()),
+                rejection: Rejection::new(
+                    Reason::NonCanonicalPath,
+                    "alias of a protected path, not its canonical spelling",
+                ),
+            }
+        }
+        Target::Exempt | Target::Unprotected => return Verdict::NotProtected { path },
     };
     let name = config.routes.get(route).map(|r| r.name.clone());
     let head = req.head();
@@ -210,6 +223,9 @@ fn hint(r: &Rejection) -> &'static str {
         Reason::StaleNotification => "pass --now with the time the notification was received",
         Reason::PartnerNotAllowed => "check keys[].partners and the body's partner field",
         Reason::InternalError => "the configuration does not cover this request",
+        Reason::NonCanonicalPath => "send to the route's exact spelling (case, no `;`, `%`, `//`, dot segments or suffixes): `check-config` lists the routes",
+        Reason::QueryNotAllowed => "queries are not signed: drop it, or list the exact query in the route's allowed_queries",
+        Reason::UnsupportedEncoding => "send the body uncompressed (no Content-Encoding, or identity)",
         Reason::FilterMisconfigured | Reason::RequestTimeout => {
             "only the running filter answers this (hold watchdog): see `check-config` on the Envoy YAML"
         }
