@@ -152,16 +152,23 @@ fn every_framework_alias_is_protected_under_deny() {
 fn canonical_paths_are_routes_and_exemptions_exempt() {
     // The model's anchors, so that a classify() answering NonCanonical for everything fails.
     // (envoy-routes.yaml has no exemptions: under route_list /health is simply unprotected.)
-    let config = config(&plugin_json("envoy/envoy-routes.yaml"));
+    let routes = config(&plugin_json("envoy/envoy-routes.yaml"));
     assert!(matches!(
-        config.classify(b"/linksfield/sms"),
+        routes.classify(b"/linksfield/sms"),
         Target::Route(_)
     ));
-    assert!(matches!(config.classify(b"/cube/notify"), Target::Route(_)));
-    assert!(matches!(config.classify(b"/health"), Target::Exempt));
+    assert!(matches!(routes.classify(b"/cube/notify"), Target::Route(_)));
+    assert!(matches!(routes.classify(b"/other"), Target::Unprotected));
+    assert!(matches!(routes.classify(b"/health"), Target::Unprotected));
+    let deny = config(&plugin_json("envoy/envoy.yaml"));
     assert!(matches!(
-        config.classify(b"/linksfield/health"),
+        deny.classify(b"/linksfield/sms"),
+        Target::Route(_)
+    ));
+    assert!(matches!(deny.classify(b"/other"), Target::Route(_)));
+    assert!(matches!(deny.classify(b"/health"), Target::Exempt));
+    assert!(matches!(
+        deny.classify(b"/linksfield/health"),
         Target::Exempt
     ));
-    assert!(matches!(config.classify(b"/other"), Target::Unprotected));
 }

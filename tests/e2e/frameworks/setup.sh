@@ -20,7 +20,7 @@ done
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "frameworks: apt-get install ${need_apt[*]}"
   apt-get update -qq
-  # policy-rc.d-style: the packages' services are not started (the test runs its own instances).
+  # RUNLEVEL=1 (and Debian images' policy-rc.d): the packages' own services are not started.
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
     "${need_apt[@]}" >/dev/null
 fi
