@@ -38,7 +38,7 @@ cat <<MSG
 lf-webhook-guard demo is up: Envoy 127.0.0.1:10000 (admin 127.0.0.1:9901) -> backend 127.0.0.1:8080
 Protected: POST /linksfield/*  x-lf-md5, secret from LF_WEBHOOK_SECRET=$LF_WEBHOOK_SECRET
            POST /cube/*        x-lf-signature, key LF_CUBE_KEY_ID=$LF_CUBE_KEY_ID / LF_CUBE_KEY (demo values)
-           every other path too (deny by default, with $CONFIG), except exactly /health and
+           every other path too (deny by default; not with envoy/envoy-routes.yaml), except /health and
            /linksfield/health; aliases such as /LinksField/sms or /linksfield;x/sms get 400
 
 # A genuine notification: 200 from the backend, which prints it with x-lf-verified
