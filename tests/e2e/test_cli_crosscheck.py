@@ -40,7 +40,7 @@ BODIES = [
      "json", None),
     ("unicode", '{"msg":"你好 😀 café","\u00e9":"x","e":"y"}'.encode(), "json", None),
     ("escapes", b'{"m":"caf\\u00e9 \\"q\\" \\\\ \\/ \\n","a":"1"}', "json", None),
-    ("numbers", b'{"n":1.50,"i":-0,"e":1E+3,"big":12345678901234567890123,"x":0.1}', "json", None),
+    ("numbers", b'{"n":1.50,"i":-0,"e":1E+3,"big":9007199254740991,"x":0.1}', "json", None),
     ("booleans-null", b'{"t":true,"f":false,"z":null}', "json", None),
     ("empty-string", b'{"empty":"","a":"1"}', "json", None),
     ("whitespace", b' {\n "b" : "2" ,\t"a":"a=b&c" } \n', "json", None),
