@@ -166,6 +166,14 @@ def running_envoy(backend_server, envoy_bin, wasm_path, yaml_path, **kw):
     env = harness.Envoy(
         backend_server.port, yaml_path=yaml_path, envoy_bin=envoy_bin, wasm_path=wasm_path, **kw
     )
+    with started(env) as e:
+        yield e
+
+
+@contextlib.contextmanager
+def started(env: harness.Envoy):
+    """Start any harness.Envoy (also a subclass such as ecdsutil.DynamicEnvoy) for a fixture: a
+    failed start fails the test with Envoy's log tail; always closed afterwards."""
     try:
         env.start()
     except harness.HarnessError as e:

@@ -187,8 +187,8 @@ def _cube_compact(value) -> str:
     raise ValueError(f"unexpected JSON value {value!r}")
 
 
-def cube_canonical_json(body: bytes) -> str:
-    """The body as the Cube scheme signs it (top level must be an object)."""
+def _cube_parse(body: bytes) -> "_Object":
+    """A Cube body's top-level object (numbers kept as literals, duplicate keys rejected)."""
     obj = json.loads(
         body.decode("utf-8"),
         parse_int=_Literal,
@@ -198,7 +198,12 @@ def cube_canonical_json(body: bytes) -> str:
     )
     if not isinstance(obj, _Object):
         raise ValueError("top-level JSON value is not an object")
-    return _cube_compact(obj)
+    return obj
+
+
+def cube_canonical_json(body: bytes) -> str:
+    """The body as the Cube scheme signs it (top level must be an object)."""
+    return _cube_compact(_cube_parse(body))
 
 
 def cube_signed_text(body: bytes, version: str, algo: str, timestamp: str) -> bytes:
@@ -277,17 +282,8 @@ def cube_typed_top_level(body: bytes) -> TypedParams:
     """The Cube canonical body's top-level members: (key, text, type); a string's text is the
     string, a number's its literal, true/false/null as written (null's text ""), an object's or
     array's text its canonical compact JSON (cube_canonical_json's rules)."""
-    obj = json.loads(
-        body.decode("utf-8"),
-        parse_int=_Literal,
-        parse_float=_Literal,
-        parse_constant=_reject_constant,
-        object_pairs_hook=_object_no_duplicates,
-    )
-    if not isinstance(obj, _Object):
-        raise ValueError("top-level JSON value is not an object")
     out = []
-    for k, v in obj:
+    for k, v in _cube_parse(body):
         kind = _json_type(v)
         text = _cube_compact(v) if kind in ("object", "array") else _scalar(v)
         out.append((k, text, kind))

@@ -27,7 +27,7 @@ import yaml
 import harness
 from ecdsutil import (CONFIG_FAILURES, DYNAMIC_YAML, ECDS_RESOURCE, ECDS_STAT, DynamicEnvoy,
                       ecds_entries, resource_typed_config)
-from e2eutil import SECRET, assert_rejection, sig_json, wait_no_upstream_bytes
+from e2eutil import SECRET, assert_rejection, sig_json, started, wait_no_upstream_bytes
 from opsutil import notification, post_md5
 
 pytestmark = pytest.mark.pins_yaml
@@ -122,15 +122,8 @@ def denvoy(envoy_bin, wasm_path, backend_server):
     e = DynamicEnvoy(backend_server.port, envoy_bin=envoy_bin, wasm_path=wasm_path,
                      env={NEXT_ENV: NEXT_SECRET}, extra_args=[REJECT_UNKNOWN],
                      wasm_config=_allow_next_env)
-    try:
-        e.start()
-    except harness.HarnessError as err:
-        e.close()
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield e
-    finally:
-        e.close()
+    with started(e) as env:
+        yield env
 
 
 def _assert_verifies(envoy, backend, *, next_key: bool) -> None:
