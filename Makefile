@@ -28,7 +28,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-opt-tool wasm-size wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz
+.PHONY: all build wasm wasm-opt-tool wasm-size wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-ir bench-micro bench-envoy soak fuzz
 .DEFAULT_GOAL := help
 
 help:
@@ -40,7 +40,7 @@ help:
 	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
 	@echo "make frameworks - install the web frameworks of tests/e2e/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
-	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
+	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, criterion + native callgrind (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 
@@ -162,13 +162,13 @@ FUZZ_CASES ?= 50000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
 
-# ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
+# ---- Benchmarks (issues 7, 15): not part of `make test`. ~20 minutes on 2 shared cores. -------
 BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
 BENCH_AUTHZ := bench/authz-service/target/release/lf-bench-authz-service
 
 bench-tools:
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
+	@command -v wrk >/dev/null && command -v valgrind >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk valgrind >/dev/null; }
 
 bench-build: wasm envoy bench-tools
 	cd bench/floor-filter && $(CARGO) build --release --target $(WASM_TARGET)
@@ -183,7 +183,13 @@ bench-envoy: bench-build
 	mkdir -p bench/out
 	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/run.py
 
-bench: bench-envoy
+# Instructions per request in Envoy under callgrind, every configuration x body size, two-part
+# agreement check (bench/instructions.py; ~10 minutes): bench/results/instructions.{md,svg,json}.
+bench-ir: bench-build
+	mkdir -p bench/out
+	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/instructions.py
+
+bench: bench-ir bench-envoy
 	$(MAKE) --no-print-directory bench-micro
 	bench/callgrind.sh 100 | tee bench/results/callgrind.md
 

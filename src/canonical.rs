@@ -55,9 +55,20 @@ pub fn cube_json(value: &Json<'_>, out: &mut impl FnMut(&[u8])) {
 
 fn json_string(s: &str, out: &mut impl FnMut(&[u8])) {
     out(b"\"");
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Scan for the next byte that needs an escape and emit the run before it in one call: most
+    // strings have none (a per-byte `match` cost ~14 instructions a byte, this ~4).
+    let mut rest = s.as_bytes();
+    while let Some(i) = rest
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    {
+        let Some((head, tail)) = rest.split_at_checked(i) else {
+            break;
+        };
+        let Some((&b, after)) = tail.split_first() else {
+            break;
+        };
+        out(head);
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -66,10 +77,8 @@ fn json_string(s: &str, out: &mut impl FnMut(&[u8])) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out(bytes.get(start..i).unwrap_or_default());
         if escape.is_empty() {
             out(&[
                 b'\\',
@@ -82,9 +91,9 @@ fn json_string(s: &str, out: &mut impl FnMut(&[u8])) {
         } else {
             out(escape);
         }
-        start = i + 1;
+        rest = after;
     }
-    out(bytes.get(start..).unwrap_or_default());
+    out(rest);
     out(b"\"");
 }
 
