@@ -22,8 +22,7 @@ use lf_webhook_guard::{
 use md5::{Digest, Md5};
 use serde_json::json;
 
-use crate::input::{Captured, CliError, RequestArgs, SecretArgs};
-use crate::verify::{md5_config_fragment, md5_json};
+use crate::input::{md5_config_fragment, md5_json, Captured, CliError, RequestArgs, SecretArgs};
 
 /// Exit status when only variants the filter cannot be configured for match.
 pub const EXIT_UNSUPPORTED_VARIANT: u8 = 3;

@@ -17,8 +17,7 @@ use lf_webhook_guard::{
 };
 use serde_json::json;
 
-use crate::input::{read_input, Captured, CliError, RequestArgs};
-use crate::sign::BodyKind;
+use crate::input::{read_input, BodyKind, Captured, CliError, RequestArgs};
 
 /// Placeholder printed where the secret goes.
 pub const SECRET_PLACEHOLDER: &str = "<secret>";
@@ -107,7 +106,7 @@ fn md5_options(args: &ExplainArgs) -> Result<Md5Options, CliError> {
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
         return Ok(config.md5);
     }
-    Ok(crate::sign::md5_options(
+    Ok(crate::input::md5_options(
         args.skip_empty,
         args.raw_nested,
         args.any_value_types,

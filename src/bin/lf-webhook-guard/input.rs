@@ -1,11 +1,15 @@
-//! Inputs shared by the subcommands: secrets, bodies, and captured requests (a raw HTTP/1.1
-//! request file, or `--header` lines plus a `--body` file).
+//! What the subcommands share: secrets, bodies, and captured requests (a raw HTTP/1.1 request
+//! file, or `--header` lines plus a `--body` file); the body encoding flag; the md5
+//! canonicalisation options from the command-line flags and as plugin-configuration JSON.
+//! Subcommands import from here (or the library), never from each other.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
-use lf_webhook_guard::RequestHead;
+use clap::{Args, ValueEnum};
+use lf_webhook_guard::body::sniff;
+use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
+use lf_webhook_guard::{MediaType, RequestHead};
 
 /// A command-line error: a message for stderr plus an optional hint. Exit status 2.
 #[derive(Debug)]
@@ -80,6 +84,65 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
         std::fs::read(path)
             .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+pub enum BodyKind {
+    Auto,
+    Json,
+    Form,
+}
+
+impl BodyKind {
+    pub fn media(self, body: &[u8]) -> MediaType {
+        match self {
+            BodyKind::Auto => sniff(body),
+            BodyKind::Json => MediaType::Json,
+            BodyKind::Form => MediaType::Form,
+        }
+    }
+}
+
+/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` /
+/// `--any-value-types` flags.
+pub fn md5_options(skip_empty: bool, raw_nested: bool, any_value_types: bool) -> Md5Options {
+    Md5Options {
+        empty_values: if skip_empty {
+            EmptyValues::Skip
+        } else {
+            EmptyValues::Keep
+        },
+        nested_values: if raw_nested {
+            NestedValues::Raw
+        } else {
+            NestedValues::Reject
+        },
+        value_types: if any_value_types {
+            ValueTypes::Any
+        } else {
+            ValueTypes::Strings
+        },
+    }
+}
+
+/// The `md5` object of a plugin configuration for these options (defaults left out).
+pub fn md5_json(opts: &Md5Options) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    if opts.empty_values == EmptyValues::Skip {
+        m.insert("empty_values".into(), "skip".into());
+    }
+    if opts.nested_values == NestedValues::Raw {
+        m.insert("nested_values".into(), "raw".into());
+    }
+    if opts.value_types == ValueTypes::Any {
+        m.insert("value_types".into(), "any".into());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// The `"md5": {...}` fragment of a plugin configuration for these options.
+pub fn md5_config_fragment(opts: &Md5Options) -> String {
+    format!("\"md5\": {}", md5_json(opts))
 }
 
 /// How a captured request is given: `--request FILE`, or `--header` lines and `--body FILE`.

@@ -4,14 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use lf_webhook_guard::body::sniff;
-use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use lf_webhook_guard::{
     sign_cube, sign_md5, MediaType, Rejection, CUBE_ALGO_HEADER, CUBE_SIGNATURE_HEADER,
     CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER,
 };
 
-use crate::input::{read_input, CliError, SecretArgs};
+use crate::input::{md5_options, read_input, BodyKind, CliError, SecretArgs};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum SignScheme {
@@ -19,49 +17,10 @@ pub enum SignScheme {
     Cube,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
-pub enum BodyKind {
-    Auto,
-    Json,
-    Form,
-}
-
-impl BodyKind {
-    pub fn media(self, body: &[u8]) -> MediaType {
-        match self {
-            BodyKind::Auto => sniff(body),
-            BodyKind::Json => MediaType::Json,
-            BodyKind::Form => MediaType::Form,
-        }
-    }
-}
-
-pub fn content_type(media: MediaType) -> &'static str {
+fn content_type(media: MediaType) -> &'static str {
     match media {
         MediaType::Json => "application/json",
         MediaType::Form => "application/x-www-form-urlencoded",
-    }
-}
-
-/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` /
-/// `--any-value-types` flags.
-pub fn md5_options(skip_empty: bool, raw_nested: bool, any_value_types: bool) -> Md5Options {
-    Md5Options {
-        empty_values: if skip_empty {
-            EmptyValues::Skip
-        } else {
-            EmptyValues::Keep
-        },
-        nested_values: if raw_nested {
-            NestedValues::Raw
-        } else {
-            NestedValues::Reject
-        },
-        value_types: if any_value_types {
-            ValueTypes::Any
-        } else {
-            ValueTypes::Strings
-        },
     }
 }
 

@@ -11,17 +11,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-#[path = "lf-webhook-guard/check_config.rs"]
 mod check_config;
-#[path = "lf-webhook-guard/diagnose.rs"]
 mod diagnose;
-#[path = "lf-webhook-guard/explain.rs"]
 mod explain;
-#[path = "lf-webhook-guard/input.rs"]
 mod input;
-#[path = "lf-webhook-guard/sign.rs"]
 mod sign;
-#[path = "lf-webhook-guard/verify.rs"]
 mod verify;
 
 use input::CliError;
