@@ -33,7 +33,7 @@ help:
 	@echo "make frameworks - install the web frameworks of tests/e2e/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
-	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
+	@echo "make fuzz   - property tests (tests/properties_*.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 
 all: build
@@ -128,13 +128,14 @@ clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(VENV_OLD)
 
-# ---- Property tests, long run (issue 8): not part of `make test`, whose `cargo test` already
-# runs tests/properties.rs with its small default case counts. FUZZ_CASES replaces them
+# ---- Property tests, long run: not part of `make test`, whose `cargo test` already runs
+# tests/properties_*.rs with their small default case counts. FUZZ_CASES replaces them
 # (the deep-nesting property runs a quarter as many); a failing case is saved in
 # tests/properties.proptest-regressions and replayed first by every later run.
 FUZZ_CASES ?= 50000
+PROPERTY_TESTS := $(basename $(notdir $(wildcard tests/properties_*.rs)))
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release $(addprefix --test ,$(PROPERTY_TESTS))
 
 # ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
 BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
