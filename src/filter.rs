@@ -17,11 +17,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::{Config, RouteScheme};
 use crate::headers::must_strip;
+use crate::log::RejectionLog;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
-use crate::ops::{Mode, RejectionLog};
 use crate::route::Target;
 use crate::verdict::Accepted;
-use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
+use crate::verdict::{reply_body, sanitize_request_id, Mode, Reason, Rejection};
 use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
@@ -110,8 +110,8 @@ fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
-    use crate::ops::LogLevel as L;
+fn proxy_log_level(level: crate::log::LogLevel) -> LogLevel {
+    use crate::log::LogLevel as L;
     match level {
         L::Trace => LogLevel::Trace,
         L::Debug => LogLevel::Debug,
@@ -452,7 +452,7 @@ impl GuardHttp {
     /// forwarded without `x-lf-verified` (the client's was stripped): still visibly unverified.
     fn shadow_forward(&mut self, reason: Reason) -> Action {
         self.count(Metric::ShadowFailed(reason));
-        let value = crate::ops::shadow_header_value(reason.category());
+        let value = crate::verdict::shadow_failed_value(reason);
         if self.headers_continued {
             // Buffer mode: the headers are gone; the verdict is in the log line and metrics.
         } else if let Err(status) =

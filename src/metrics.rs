@@ -17,10 +17,26 @@
 //! | `lf_webhook_guard.config_failures` | `on_configure` failures |
 
 use crate::config::Config;
-use crate::verdict::{Reason, Scheme, METRIC_PREFIX};
+use crate::verdict::{Reason, Scheme};
+
+/// First segment of every metric name the filter defines (and of its shared-data keys,
+/// [`crate::dedup::shared_key`]). Spelled here and nowhere else.
+pub const METRIC_PREFIX: &str = "lf_webhook_guard";
 
 /// Counted (before the configuration is parsed) each time `on_configure` fails.
 pub const CONFIG_FAILURES: &str = "lf_webhook_guard.config_failures";
+
+/// Envoy counter of requests rejected (answered locally) for this reason:
+/// `lf_webhook_guard.rejected.reason=<category>` (`wasmcustom.` prefix in `/stats`).
+pub fn rejected_name(reason: Reason) -> String {
+    format!("{METRIC_PREFIX}.rejected.reason={}", reason.category())
+}
+
+/// Envoy counter of requests that failed for this reason on a `shadow` route and were
+/// forwarded anyway: `lf_webhook_guard.shadow_failed.reason=<category>`.
+pub fn shadow_failed_name(reason: Reason) -> String {
+    format!("{METRIC_PREFIX}.shadow_failed.reason={}", reason.category())
+}
 
 /// One countable outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +91,8 @@ impl MetricTable {
             .iter()
             .map(|(_, n)| format!("{METRIC_PREFIX}.{n}"))
             .collect();
-        names.extend(Reason::ALL.iter().map(|r| r.rejected_metric()));
-        names.extend(Reason::ALL.iter().map(|r| r.shadow_failed_metric()));
+        names.extend(Reason::ALL.iter().map(|&r| rejected_name(r)));
+        names.extend(Reason::ALL.iter().map(|&r| shadow_failed_name(r)));
         let mut verified = Vec::with_capacity(config.keys.len());
         for key in &config.keys {
             let mut slots = [None, None];
@@ -130,6 +146,19 @@ mod tests {
             |_| None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn metric_names_follow_the_category() {
+        assert_eq!(
+            rejected_name(Reason::InvalidSignature),
+            "lf_webhook_guard.rejected.reason=invalid_signature"
+        );
+        assert_eq!(
+            shadow_failed_name(Reason::StaleNotification),
+            "lf_webhook_guard.shadow_failed.reason=stale_notification"
+        );
+        assert!(CONFIG_FAILURES.starts_with(METRIC_PREFIX));
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub const CUBE_SIGNATURE_HEADER: &str = "x-lf-signature";
 pub const CUBE_VERSION_HEADER: &str = "x-lf-notification-version";
 pub const CUBE_ALGO_HEADER: &str = "x-lf-algo";
 pub const CUBE_TIMESTAMP_HEADER: &str = "x-lf-timestamp";
-/// Header the filter sets on accepted requests (and strips from every client request).
-pub const VERIFIED_HEADER: &str = "x-lf-verified";
+/// Header the filter sets on accepted requests (its values: [`crate::verdict`]).
+pub use crate::verdict::VERIFIED_HEADER;
 
 /// A request header as the filter saw it: absent, present once, or repeated (ambiguous).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1735,7 +1735,7 @@ proptest! {
         let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
         let id = lf_webhook_guard::verdict::sanitize_request_id(&raw);
         prop_assert!(id.len() <= 128 && id.chars().all(ok));
-        let token = lf_webhook_guard::ops::sanitize_log_token(&text);
+        let token = lf_webhook_guard::verdict::sanitize(text.chars(), lf_webhook_guard::log::MAX_PARTNER_CHARS);
         prop_assert!(token.chars().count() <= 64 && token.chars().all(ok));
         for reason in Reason::ALL {
             let reply: serde_json::Value =
