@@ -694,7 +694,7 @@ impl GuardHttp {
             Err(_) => return self.internal(route, "cannot read request body"),
         };
         self.log_scheme = pending.scheme().name();
-        match config.verify_body(&pending, &body, now_ms()) {
+        match crate::verify::verify_body(&config, &pending, &body, now_ms()) {
             Ok(accepted) => {
                 if let Some(action) = self.dedup_check(&config, &pending, &body, &accepted) {
                     self.count_accepted(&accepted);
@@ -760,7 +760,7 @@ impl HttpContext for GuardHttp {
             );
         }
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        match config.check_head(route, &head) {
+        match crate::verify::check_head(&config, route, &head) {
             Err(rejection) => self.reject(Some(route), rejection),
             Ok(HeadVerdict::ForwardUnsigned) => self.accept(route, Accepted::Unsigned),
             Ok(HeadVerdict::NeedBody(pending)) => {
@@ -789,7 +789,9 @@ impl HttpContext for GuardHttp {
                     .is_some_and(|r| r.mode == Mode::Enforce);
                 if enforce {
                     let value = match &self.state {
-                        State::Holding { pending, .. } => config.verified_at_head(pending),
+                        State::Holding { pending, .. } => {
+                            crate::verify::verified_at_head(&config, pending)
+                        }
                         _ => return self.internal(Some(route), "lost pending request"),
                     };
                     if hostcalls::set_map_value(

@@ -11,6 +11,7 @@
 //!
 //! ```
 //! use lf_webhook_guard::{Config, HeadVerdict, RequestHead, MediaType, sign_md5};
+//! use lf_webhook_guard::verify::{check_head, verify_body};
 //!
 //! let config = Config::from_json(
 //!     br#"{"keys":[{"id":"k1","secret":"s3cret"}],"routes":[{"path_prefix":"/linksfield/"}]}"#,
@@ -24,9 +25,9 @@
 //!     ("x-lf-md5", sig.as_bytes()),
 //! ]);
 //! let route = config.routes.iter().position(|r| r.name == "route0").unwrap();
-//! let HeadVerdict::NeedBody(pending) = config.check_head(route, &head).unwrap() else { panic!() };
+//! let HeadVerdict::NeedBody(pending) = check_head(&config, route, &head).unwrap() else { panic!() };
 //! let now_ms = 1_700_000_000_000; // only used by routes with a freshness window
-//! let accepted = config.verify_body(&pending, body, now_ms).unwrap();
+//! let accepted = verify_body(&config, &pending, body, now_ms).unwrap();
 //! assert_eq!(accepted.header_value(), "md5; key=k1");
 //! ```
 

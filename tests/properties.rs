@@ -120,10 +120,9 @@ fn config(md5_secret: &str, cube_id: &str, cube_key: &str) -> Config {
 /// The decision for one request: `Ok(x-lf-verified value)` or the rejection reason.
 fn decide(c: &Config, path: &[u8], head: &RequestHead<'_>, body: &[u8]) -> Result<String, Reason> {
     let route = c.route_index(path).unwrap();
-    match c.check_head(route, head).map_err(|r| r.reason)? {
+    match lf_webhook_guard::verify::check_head(c, route, head).map_err(|r| r.reason)? {
         HeadVerdict::ForwardUnsigned => Ok("none".into()),
-        HeadVerdict::NeedBody(p) => c
-            .verify_body(&p, body, NOW)
+        HeadVerdict::NeedBody(p) => lf_webhook_guard::verify::verify_body(c, &p, body, NOW)
             .map(|a| a.header_value())
             .map_err(|r| r.reason),
     }
@@ -1551,11 +1550,11 @@ fn mutated_config() -> impl Strategy<Value = serde_json::Value> {
 
 /// Everything the filter does with a request, on arbitrary input: must return, never panic.
 fn run_everything(c: &Config, route: usize, head: &RequestHead<'_>, body: &[u8], now: u64) {
-    if let Ok(HeadVerdict::NeedBody(p)) = c.check_head(route, head) {
-        let _ = c.verified_at_head(&p);
+    if let Ok(HeadVerdict::NeedBody(p)) = lf_webhook_guard::verify::check_head(c, route, head) {
+        let _ = lf_webhook_guard::verify::verified_at_head(c, &p);
         let _ = p.partner_hint(c, body);
         let _ = p.dedup_identity("route", body);
-        if let Ok(a) = c.verify_body(&p, body, now) {
+        if let Ok(a) = lf_webhook_guard::verify::verify_body(c, &p, body, now) {
             let _ = a.header_value();
         }
     }
