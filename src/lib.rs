@@ -49,8 +49,8 @@ pub mod filter;
 
 pub use body::{MediaType, Params};
 pub use config::{Config, ConfigError};
-pub use verdict::{Accepted, Reason, Rejection, Scheme};
+pub use verdict::{Accepted, Reason, Rejection, Scheme, VERIFIED_HEADER};
 pub use verify::{
     sign_cube, sign_md5, HeadVerdict, HeaderValue, Pending, RequestHead, CUBE_ALGO_HEADER,
-    CUBE_SIGNATURE_HEADER, CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER, VERIFIED_HEADER,
+    CUBE_SIGNATURE_HEADER, CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER,
 };

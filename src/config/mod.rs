@@ -1,14 +1,18 @@
 //! Plugin configuration: the JSON given to the filter (Envoy `configuration`, Istio
 //! `pluginConfig`), parsed and validated ONCE at configure time into a compiled [`Config`].
 //!
-//! - [`schema`]: the JSON schema as serde types (unknown fields rejected everywhere);
-//! - [`compile`]: schema -> [`Config`], one function per section, errors naming the field;
+//! - `schema.rs`: the JSON schema as serde types (unknown fields rejected everywhere);
+//! - `compile.rs`: schema -> [`Config`], one function per section, errors naming the field;
 //! - this module: the compiled types the request path reads.
 //!
 //! Each rule module owns its options: [`Md5Options`] (`md5`) in [`crate::body`], [`Freshness`]
 //! in [`crate::freshness`], [`Dedup`] in [`crate::dedup`], [`Mode`] in [`crate::verdict`],
 //! [`LogLevel`] in [`crate::log`], paths and [`Posture`] in [`crate::route`]. They are
 //! re-exported here.
+//!
+//! To add a field: declare it in `schema.rs` (typed; a name list is an enum read through
+//! `schema::Named`), give its compiled form a home in the rule module that reads it, and check
+//! it in one `compile` function whose errors name the field; then document it.
 //!
 //! Every error names the field path (`routes[0].path_prefix`, `keys[1].secret_env`) and never a
 //! secret value. See the README's "Configuration reference" for the schema.
