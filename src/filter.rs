@@ -77,7 +77,7 @@ struct Ops {
 impl Ops {
     /// Define every counter of `config` (at configure time only).
     fn define(config: &Config) -> Ops {
-        let table = MetricTable::new(config);
+        let table = MetricTable::new(&config.keys);
         let ids = table
             .names()
             .iter()

@@ -37,6 +37,7 @@ pub mod config;
 pub mod dedup;
 pub mod freshness;
 pub mod headers;
+pub mod keys;
 pub mod log;
 pub mod metrics;
 pub mod route;

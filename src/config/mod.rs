@@ -7,7 +7,7 @@
 //!
 //! Each rule module owns its options: [`Md5Options`] (`md5`) in [`crate::body`], [`Freshness`]
 //! in [`crate::freshness`], [`Dedup`] in [`crate::dedup`], [`Mode`] in [`crate::verdict`],
-//! [`LogLevel`] in [`crate::log`], paths and [`Posture`] in [`crate::route`]. They are
+//! [`LogLevel`] in [`crate::log`], [`Key`] in [`crate::keys`], paths and [`Posture`] in [`crate::route`]. They are
 //! re-exported here.
 //!
 //! To add a field: declare it in `schema.rs` (typed; a name list is an enum read through
@@ -28,6 +28,7 @@ use crate::verdict::Scheme;
 pub use crate::body::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 pub use crate::dedup::Dedup;
 pub use crate::freshness::Freshness;
+pub use crate::keys::{Key, Secret};
 pub use crate::log::LogLevel;
 pub use crate::route::Posture;
 pub use crate::verdict::Mode;
@@ -73,50 +74,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// A secret. Its `Debug` never prints the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(bytes.into())
-    }
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret(<redacted, {} bytes>)", self.0.len())
-    }
-}
-
-/// A verification key: its public id, its (redacted) secret and, optionally, the partners
-/// (`partner_code` values) it may sign for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    pub id: String,
-    pub secret: Secret,
-    /// `None`: any partner. `Some(list)`: only requests whose partner is in the list.
-    pub partners: Option<Vec<String>>,
-    /// Whether the key verifies `x-lf-md5` (legacy) signatures.
-    pub md5: bool,
-    /// Whether the key verifies `x-lf-signature` (Cube) signatures.
-    pub cube: bool,
-}
-
-impl Key {
-    /// Whether this key may sign for `partner` (the body's partner field, if any).
-    pub fn allows_partner(&self, partner: Option<&str>) -> bool {
-        match (&self.partners, partner) {
-            (None, _) => true,
-            (Some(list), Some(p)) => list.iter().any(|x| x == p),
-            (Some(_), None) => false,
-        }
-    }
-}
 
 /// Which signature scheme a route verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
