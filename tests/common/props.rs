@@ -104,10 +104,9 @@ pub fn decide(
     body: &[u8],
 ) -> Result<String, Reason> {
     let route = c.route_index(path).unwrap();
-    match c.check_head(route, head).map_err(|r| r.reason)? {
+    match lf_webhook_guard::verify::check_head(c, route, head).map_err(|r| r.reason)? {
         HeadVerdict::ForwardUnsigned => Ok("none".into()),
-        HeadVerdict::NeedBody(p) => c
-            .verify_body(&p, body, NOW)
+        HeadVerdict::NeedBody(p) => lf_webhook_guard::verify::verify_body(c, &p, body, NOW)
             .map(|a| a.header_value())
             .map_err(|r| r.reason),
     }
