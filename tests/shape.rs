@@ -29,7 +29,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("bin/lf-webhook-guard/diagnose.rs", "run"),
     ("bin/lf-webhook-guard/explain.rs", "explain_md5"),
     ("bin/lf-webhook-guard/input.rs", "parse_raw_request"),
-    ("bin/lf-webhook-guard/sign.rs", "run"),
     // The proxy-wasm glue, being rewritten around the sans-IO state machine: helper "flow".
     ("filter.rs", "on_http_request_headers"),
 ];

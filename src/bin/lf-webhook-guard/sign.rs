@@ -93,13 +93,30 @@ pub fn shell_quote(text: &[u8]) -> Vec<u8> {
 pub fn run(args: SignArgs) -> Result<(), CliError> {
     let secret = args.secret.resolve()?;
     let body = read_input(&args.body)?;
-    let (media, headers): (MediaType, Vec<(&str, String)>) = match args.scheme {
+    let (media, headers) = signature_headers(&args, &secret, &body)?;
+    let out = render(&args, media, &headers, &body)?;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| CliError::new(format!("cannot write output: {e}")))
+}
+
+/// Signature headers (name, value), in the order printed.
+type Headers = Vec<(&'static str, String)>;
+
+/// The media type the body is sent as, and the signature header(s).
+fn signature_headers(
+    args: &SignArgs,
+    secret: &str,
+    body: &[u8],
+) -> Result<(MediaType, Headers), CliError> {
+    Ok(match args.scheme {
         SignScheme::Cube => {
             let key_id = args
                 .key_id
+                .clone()
                 .ok_or_else(|| CliError::new("--key-id is required with --scheme cube"))?;
-            let timestamp = match args.timestamp {
-                Some(t) => t,
+            let timestamp = match &args.timestamp {
+                Some(t) => t.clone(),
                 None => std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_err(|e| CliError::new(e.to_string()))?
@@ -107,7 +124,7 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
                     .to_string(),
             };
             let sig = sign_cube(
-                &body,
+                body,
                 &args.notification_version,
                 &args.algo,
                 &timestamp,
@@ -124,17 +141,17 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             (
                 MediaType::Json,
                 vec![
-                    (CUBE_VERSION_HEADER, args.notification_version),
-                    (CUBE_ALGO_HEADER, args.algo),
+                    (CUBE_VERSION_HEADER, args.notification_version.clone()),
+                    (CUBE_ALGO_HEADER, args.algo.clone()),
                     (CUBE_TIMESTAMP_HEADER, timestamp),
                     (CUBE_SIGNATURE_HEADER, sig),
                 ],
             )
         }
         SignScheme::Md5 => {
-            let media = args.content_type.media(&body);
+            let media = args.content_type.media(body);
             let opts = md5_options(args.skip_empty, args.raw_nested, args.any_value_types);
-            let sig = sign_md5(media, &body, &opts, secret.as_bytes()).map_err(|r| {
+            let sig = sign_md5(media, body, &opts, secret.as_bytes()).map_err(|r| {
                 rejected(
                     "body",
                     r,
@@ -143,7 +160,16 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             })?;
             (media, vec![(MD5_HEADER, sig)])
         }
-    };
+    })
+}
+
+/// What `sign` prints: a curl command (`--curl`), every header (`--headers`), or the value.
+fn render(
+    args: &SignArgs,
+    media: MediaType,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<Vec<u8>, CliError> {
     let mut out = Vec::new();
     if let Some(url) = &args.curl {
         if body.contains(&0) {
@@ -160,10 +186,10 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             out.extend_from_slice(&shell_quote(h.as_bytes()));
         }
         out.extend_from_slice(b" \\\n  --data-binary ");
-        out.extend_from_slice(&shell_quote(&body));
+        out.extend_from_slice(&shell_quote(body));
         out.push(b'\n');
     } else if args.headers {
-        for (n, v) in &headers {
+        for (n, v) in headers {
             out.extend_from_slice(format!("{n}: {v}\n").as_bytes());
         }
     } else {
@@ -171,9 +197,7 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
         let value = headers.last().map(|(_, v)| v.as_str()).unwrap_or_default();
         out.extend_from_slice(format!("{value}\n").as_bytes());
     }
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| CliError::new(format!("cannot write output: {e}")))
+    Ok(out)
 }
 
 #[cfg(test)]
