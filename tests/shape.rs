@@ -26,7 +26,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("bin/lf-webhook-guard/diagnose.rs", "diagnose_md5"),
     ("bin/lf-webhook-guard/diagnose.rs", "diagnose_cube"),
     ("bin/lf-webhook-guard/diagnose.rs", "run"),
-    ("bin/lf-webhook-guard/explain.rs", "explain_md5"),
     // The proxy-wasm glue, being rewritten around the sans-IO state machine: helper "flow".
     ("filter.rs", "on_http_request_headers"),
 ];
