@@ -35,10 +35,10 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e" / "lib"))
 
 import run  # noqa: E402  (bench/run.py: configs, bodies, processes)
-import lfsign  # noqa: E402  (tests/e2e/lfsign.py: the independent Cube signer)
+import lfsign  # noqa: E402  (tests/e2e/lib/lfsign.py: the independent Cube signer)
 
 REPO, OUT, RESULTS = run.REPO, run.OUT, run.RESULTS
 CG_OUT = OUT / "callgrind"
@@ -338,8 +338,8 @@ def measure_all(configs: list, instances: dict) -> dict:
                 "seconds": time.time() - t0,
             }
             results[(name, s)] = r
-            if name == "guard-md5" and s == 1024:
-                shutil.copy(vg.last_dump(), CG_OUT / "guard-md5-1k.cg")
+            if s == 1024:  # the per-function profile (bench/profile-split.py)
+                shutil.copy(vg.last_dump(), CG_OUT / f"{name}-1k.cg")
             print(f"{name:<18} {s:>6} B  {b:>10,.0f} Ir/rq  (part 1 {a:,.0f}, {100 * disagree:.2f} % apart, "
                   f"{r['seconds']:.0f} s)", flush=True)
             if disagree > TOLERANCE:
@@ -441,7 +441,7 @@ def write_results(configs: list, res: dict, info: dict, elapsed: float) -> None:
         f"process's idle rate ({IDLE_S:g} s measured with no traffic) times the part's duration, over "
         f"the part's requests). The run fails if the parts disagree by more than {100 * TOLERANCE:g} %. "
         "Bodies: flat JSON notifications (bench/run.py make_body), md5 signature from hashlib, "
-        "Cube from tests/e2e/lfsign.py. Guard plugin JSON: that of envoy/envoy.yaml (deny posture) "
+        "Cube from tests/e2e/lib/lfsign.py. Guard plugin JSON: that of envoy/envoy.yaml (deny posture) "
         "and envoy/envoy-routes.yaml (route_list). The ext_authz row adds the authorization "
         f"service's own instructions. Measured in {elapsed / 60:.1f} min.",
         "",

@@ -510,6 +510,14 @@ def main() -> None:
                         f"p50 {r['p50_us']:7.0f} us  p99 {r['p99_us']:7.0f} us",
                         flush=True,
                     )
+        # Resident memory of each Envoy under test after the runs (one worker): issue 15's
+        # target is guard minus floor <= 5 MB.
+        rss = {}
+        for name, e in envoys.items():
+            for line in Path(f"/proc/{e.proc.p.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss[name] = int(line.split()[1]) * 1024
+        info["rss_bytes"] = rss
     finally:
         for p in reversed(started):
             p.stop()
@@ -549,6 +557,12 @@ def targets(med: dict, sizes: list[int]) -> list[tuple[str, bool, str]]:
                 abs(rel) <= 5,
                 f"{a:.1f} vs {b:.1f} us/rq ({rel:+.1f}%; 'indistinguishable' = within 5%)",
             ))
+    rss = INFO_RSS
+    if "guard" in rss and "floor-hold" in rss:
+        d = rss["guard"] - rss["floor-hold"]
+        out.append(("front-Envoy RSS, guard minus floor <= 5 MB (one worker)", d <= 5 * 1024 * 1024,
+                    f"{rss['guard'] / 2**20:.1f} MiB - {rss['floor-hold'] / 2**20:.1f} MiB = {d / 2**20:.1f} MiB "
+                    f"(passthrough {rss.get('passthrough', 0) / 2**20:.1f} MiB)"))
     for peer in ("lua", "ext-authz"):
         for s in sizes:
             if g("guard", s) is None or g(peer, s) is None:
@@ -606,7 +620,11 @@ def svg_chart(configs: list, med: dict, sizes: list[int]) -> str:
     return "\n".join(o)
 
 
+INFO_RSS: dict[str, int] = {}
+
+
 def write_results(configs: list, med: dict, runs: dict, info: dict) -> None:
+    INFO_RSS.update(info.get("rss_bytes", {}))
     sizes = SIZES
     lines = [
         "# lf-webhook-guard: side-by-side Envoy benchmark",
