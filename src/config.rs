@@ -13,6 +13,9 @@ use crate::route::{Exemption, PathMatch, PathPattern, Posture, DEFAULT_ROUTE_NAM
 /// Default and upper bound of `hold_timeout_ms` (0 turns the hold watchdog off).
 pub const DEFAULT_HOLD_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_HOLD_TIMEOUT_MS: u64 = 600_000;
+/// Default and upper bound of `hold_deadline_ms` (0: no total deadline).
+pub const DEFAULT_HOLD_DEADLINE_MS: u64 = 30_000;
+pub const MAX_HOLD_DEADLINE_MS: u64 = 600_000;
 
 /// Default and upper bound of `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,6 +77,7 @@ struct RawConfig {
     log_level: Option<String>,
     hold_headers: Option<bool>,
     hold_timeout_ms: Option<u64>,
+    hold_deadline_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +320,9 @@ pub struct Config {
     /// Hold mode: a request held this long without any body callback is answered (500
     /// `filter_misconfigured` or 408 `request_timeout`). 0: no watchdog.
     pub hold_timeout_ms: u64,
+    /// Hold mode: a held request whose body is not complete this long after its headers is
+    /// answered 408 `request_timeout`, however it trickles. 0: no total deadline.
+    pub hold_deadline_ms: u64,
 }
 
 impl Config {
@@ -476,6 +483,16 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
         Some(n) => n,
     };
+    let hold_deadline_ms = match raw.hold_deadline_ms {
+        None => DEFAULT_HOLD_DEADLINE_MS,
+        Some(n) if n > MAX_HOLD_DEADLINE_MS => {
+            return Err(ConfigError::new(
+                "hold_deadline_ms",
+                format!("must be between 0 (no total deadline) and {MAX_HOLD_DEADLINE_MS}"),
+            ))
+        }
+        Some(n) => n,
+    };
 
     Ok(Config {
         routes,
@@ -485,6 +502,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         max_body_bytes,
         hold_headers: raw.hold_headers.unwrap_or(true),
         hold_timeout_ms,
+        hold_deadline_ms,
         md5: Md5Options {
             empty_values: raw.md5.empty_values.unwrap_or_default(),
             nested_values: raw.md5.nested_values.unwrap_or_default(),
@@ -1198,19 +1216,23 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert!(c.hold_headers);
         assert_eq!(c.hold_timeout_ms, DEFAULT_HOLD_TIMEOUT_MS);
+        assert_eq!(c.hold_deadline_ms, DEFAULT_HOLD_DEADLINE_MS);
         let c = parse(
             r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],
-                "hold_headers":false,"hold_timeout_ms":0}"#,
+                "hold_headers":false,"hold_timeout_ms":0,"hold_deadline_ms":0}"#,
         )
         .unwrap();
         assert!(!c.hold_headers);
         assert_eq!(c.hold_timeout_ms, 0);
+        assert_eq!(c.hold_deadline_ms, 0);
         for (json, field) in [
             (r#""hold_headers":"no""#, "hold_headers"),
             (r#""hold_headers":0"#, "hold_headers"),
             (r#""hold_timeout_ms":600001"#, "hold_timeout_ms"),
             (r#""hold_timeout_ms":-5"#, "hold_timeout_ms"),
             (r#""hold_timeout_ms":1.5"#, "hold_timeout_ms"),
+            (r#""hold_deadline_ms":600001"#, "hold_deadline_ms"),
+            (r#""hold_deadline_ms":-1"#, "hold_deadline_ms"),
         ] {
             let full = format!(
                 r#"{{"keys":[{{"id":"k","secret":"s"}}],"routes":[{{"path_prefix":"/a"}}],{json}}}"#

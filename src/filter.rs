@@ -237,8 +237,8 @@ impl RootContext for GuardRoot {
                     config.max_body_bytes
                 );
                 info!(
-                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={}",
-                    config.hold_headers, config.hold_timeout_ms
+                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={} hold_deadline_ms={}",
+                    config.hold_headers, config.hold_timeout_ms, config.hold_deadline_ms
                 );
                 if let Err(status) = hostcalls::set_tick_period(crate::hold::tick_period(&config)) {
                     error!("lf-webhook-guard: cannot start the hold watchdog timer: {status:?}");
@@ -258,11 +258,14 @@ impl RootContext for GuardRoot {
 
     /// Answer the holds that expired, each through its own context id.
     fn on_tick(&mut self) {
-        let timeout = self.config.as_ref().map_or(0, |c| c.hold_timeout_ms);
+        let (timeout, deadline) = self
+            .config
+            .as_ref()
+            .map_or((0, 0), |c| (c.hold_timeout_ms, c.hold_deadline_ms));
         // Take the expired entries out first: answering one can re-enter the HTTP context
         // (which then must be able to borrow the watch).
         let expired = match self.watch.try_borrow_mut() {
-            Ok(mut watch) => watch.expire(now_ms(), timeout),
+            Ok(mut watch) => watch.expire(now_ms(), timeout, deadline),
             Err(_) => return,
         };
         for expired in expired {

@@ -293,6 +293,7 @@ impl Flow {
         if config.hold_headers {
             fx.push(Step::Hold(Held {
                 since_ms: now_ms,
+                held_at_ms: now_ms,
                 request_id: self.request_id.clone(),
                 route: self.route_name(Some(route)),
                 body_started: false,
