@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::flow::{DedupWrite, DedupWritten, Failure, Flow, Level, Next, Reply, Step, Steps};
 use crate::hold::HoldWatch;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
-use crate::verify::VERIFIED_HEADER;
+use crate::verdict::VERIFIED_HEADER;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -73,7 +73,7 @@ struct Ops {
 impl Ops {
     /// Define every counter of `config` (at configure time only).
     fn define(config: &Config) -> Ops {
-        let table = MetricTable::new(config);
+        let table = MetricTable::new(&config.keys);
         let ids = table
             .names()
             .iter()
@@ -106,8 +106,8 @@ fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
-    use crate::ops::LogLevel as L;
+fn proxy_log_level(level: crate::log::LogLevel) -> LogLevel {
+    use crate::log::LogLevel as L;
     match level {
         L::Trace => LogLevel::Trace,
         L::Debug => LogLevel::Debug,

@@ -457,7 +457,7 @@ fn every_reason_in_every_mode() {
                 assert!(counts.contains(&Metric::ShadowFailed(reason)), "{label}");
                 assert!(!counts.contains(&Metric::Rejected(reason)), "{label}");
                 let marked = hold == Hold::Headers || at_headers(reason);
-                let expected = shadow_header_value(reason.category());
+                let expected = shadow_failed_value(reason);
                 assert_eq!(
                     sent.shadow(),
                     if marked {
