@@ -366,10 +366,21 @@ def run_wrk(port: int, script: Path, seconds: float) -> dict:
     }
 
 
+def settle(e: EnvoyUnderTest) -> None:
+    """Wait (at most 5 s) until the Envoy has no request in flight, so that the counter deltas
+    of one run hold no straggler of the previous run on the same Envoy (guard, unprotected and
+    forged share one)."""
+    deadline = time.time() + 5
+    while time.time() < deadline and e.counters().get("http.bench.downstream_rq_active", 0):
+        time.sleep(0.05)
+
+
 def measure(e: EnvoyUnderTest, script: Path, seconds: float) -> dict:
+    settle(e)
     c0, t0 = e.counters(), e.proc.cpu_ticks()
     h0 = e.helper.cpu_ticks() if e.helper else 0
     w = run_wrk(e.listen, script, seconds)
+    settle(e)
     t1 = e.proc.cpu_ticks()
     h1 = e.helper.cpu_ticks() if e.helper else 0
     c1 = e.counters()
