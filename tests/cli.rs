@@ -527,10 +527,10 @@ fn verify_usage_and_input_errors_exit_2_and_unprotected_paths_exit_3() {
 
 #[test]
 fn readme_documents_every_exit_code() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
     for r in Reason::ALL {
         let row = format!("| {} | `{}` |", r.exit_code(), r.category());
-        assert!(readme.contains(&row), "README lacks `{row}`");
+        assert!(readme.contains(&row), "docs/cli.md lacks `{row}`");
     }
 }
 
