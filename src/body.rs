@@ -2,7 +2,7 @@
 //! scheme signs. JSON and form decoding, the content-type rule, duplicate keys, nesting, empty
 //! values and UTF-8 rules live here and nowhere else.
 //!
-//! Rules (also in the README, "Canonicalisation rules"):
+//! Rules (also in docs/signing.md):
 //! - JSON: the body must be one object. A string value is its decoded text (escapes such as
 //!   `\u00e9` decoded, signed as UTF-8). A number is its literal text exactly as sent (`18`,
 //!   `1.50`, `1e3`: never re-formatted). `true`/`false` are those words. `null` is an empty value.
@@ -22,8 +22,51 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use crate::verdict::{Reason, Rejection};
+
+/// What the legacy canonical string does with empty values (`""` and `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyValues {
+    /// `key=` is part of the signed string (default).
+    #[default]
+    Keep,
+    /// Pairs with an empty value are left out of the signed string (still forwarded).
+    Skip,
+}
+
+/// What the legacy canonical string does with nested JSON objects and arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NestedValues {
+    /// A nested object or array makes the body malformed (default).
+    #[default]
+    Reject,
+    /// The value's JSON text exactly as it appears in the body is signed.
+    Raw,
+}
+
+/// Which JSON value types the legacy scheme accepts. Its signed text does not carry the type
+/// (`false` and `"false"`, `0` and `"0"`, `null` and `""` sign alike), and backends act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTypes {
+    /// Only JSON strings (the provider documents string values only); a number, boolean or
+    /// `null` makes the body malformed (default).
+    #[default]
+    Strings,
+    /// Numbers, booleans and `null` too, signed as their text (`null` as empty): their type is
+    /// NOT bound by the signature.
+    Any,
+}
+
+/// Canonicalisation options of the legacy scheme (the plugin config's `md5` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Md5Options {
+    pub empty_values: EmptyValues,
+    pub nested_values: NestedValues,
+    pub value_types: ValueTypes,
+}
 
 /// The two body encodings Linksfield uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,11 +17,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::{Config, RouteScheme};
 use crate::headers::must_strip;
+use crate::log::RejectionLog;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
-use crate::ops::{Mode, RejectionLog};
 use crate::route::Target;
 use crate::verdict::Accepted;
-use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
+use crate::verdict::{reply_body, sanitize_request_id, Mode, Reason, Rejection};
 use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
@@ -77,7 +77,7 @@ struct Ops {
 impl Ops {
     /// Define every counter of `config` (at configure time only).
     fn define(config: &Config) -> Ops {
-        let table = MetricTable::new(config);
+        let table = MetricTable::new(&config.keys);
         let ids = table
             .names()
             .iter()
@@ -110,8 +110,8 @@ fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
-    use crate::ops::LogLevel as L;
+fn proxy_log_level(level: crate::log::LogLevel) -> LogLevel {
+    use crate::log::LogLevel as L;
     match level {
         L::Trace => LogLevel::Trace,
         L::Debug => LogLevel::Debug,
@@ -452,7 +452,7 @@ impl GuardHttp {
     /// forwarded without `x-lf-verified` (the client's was stripped): still visibly unverified.
     fn shadow_forward(&mut self, reason: Reason) -> Action {
         self.count(Metric::ShadowFailed(reason));
-        let value = crate::ops::shadow_header_value(reason.category());
+        let value = crate::verdict::shadow_failed_value(reason);
         if self.headers_continued {
             // Buffer mode: the headers are gone; the verdict is in the log line and metrics.
         } else if let Err(status) =
@@ -694,7 +694,7 @@ impl GuardHttp {
             Err(_) => return self.internal(route, "cannot read request body"),
         };
         self.log_scheme = pending.scheme().name();
-        match config.verify_body(&pending, &body, now_ms()) {
+        match crate::verify::verify_body(&config, &pending, &body, now_ms()) {
             Ok(accepted) => {
                 if let Some(action) = self.dedup_check(&config, &pending, &body, &accepted) {
                     self.count_accepted(&accepted);
@@ -760,7 +760,7 @@ impl HttpContext for GuardHttp {
             );
         }
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        match config.check_head(route, &head) {
+        match crate::verify::check_head(&config, route, &head) {
             Err(rejection) => self.reject(Some(route), rejection),
             Ok(HeadVerdict::ForwardUnsigned) => self.accept(route, Accepted::Unsigned),
             Ok(HeadVerdict::NeedBody(pending)) => {
@@ -789,7 +789,9 @@ impl HttpContext for GuardHttp {
                     .is_some_and(|r| r.mode == Mode::Enforce);
                 if enforce {
                     let value = match &self.state {
-                        State::Holding { pending, .. } => config.verified_at_head(pending),
+                        State::Holding { pending, .. } => {
+                            crate::verify::verified_at_head(&config, pending)
+                        }
                         _ => return self.internal(Some(route), "lost pending request"),
                     };
                     if hostcalls::set_map_value(

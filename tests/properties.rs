@@ -120,10 +120,9 @@ fn config(md5_secret: &str, cube_id: &str, cube_key: &str) -> Config {
 /// The decision for one request: `Ok(x-lf-verified value)` or the rejection reason.
 fn decide(c: &Config, path: &[u8], head: &RequestHead<'_>, body: &[u8]) -> Result<String, Reason> {
     let route = c.route_index(path).unwrap();
-    match c.check_head(route, head).map_err(|r| r.reason)? {
+    match lf_webhook_guard::verify::check_head(c, route, head).map_err(|r| r.reason)? {
         HeadVerdict::ForwardUnsigned => Ok("none".into()),
-        HeadVerdict::NeedBody(p) => c
-            .verify_body(&p, body, NOW)
+        HeadVerdict::NeedBody(p) => lf_webhook_guard::verify::verify_body(c, &p, body, NOW)
             .map(|a| a.header_value())
             .map_err(|r| r.reason),
     }
@@ -1551,11 +1550,11 @@ fn mutated_config() -> impl Strategy<Value = serde_json::Value> {
 
 /// Everything the filter does with a request, on arbitrary input: must return, never panic.
 fn run_everything(c: &Config, route: usize, head: &RequestHead<'_>, body: &[u8], now: u64) {
-    if let Ok(HeadVerdict::NeedBody(p)) = c.check_head(route, head) {
-        let _ = c.verified_at_head(&p);
+    if let Ok(HeadVerdict::NeedBody(p)) = lf_webhook_guard::verify::check_head(c, route, head) {
+        let _ = lf_webhook_guard::verify::verified_at_head(c, &p);
         let _ = p.partner_hint(c, body);
         let _ = p.dedup_identity("route", body);
-        if let Ok(a) = c.verify_body(&p, body, now) {
+        if let Ok(a) = lf_webhook_guard::verify::verify_body(c, &p, body, now) {
             let _ = a.header_value();
         }
     }
@@ -1718,7 +1717,7 @@ proptest! {
                 for route in 0..c.routes.len() {
                     run_everything(&c, route, &head, &body, NOW);
                 }
-                let _ = lf_webhook_guard::metrics::MetricTable::new(&c);
+                let _ = lf_webhook_guard::metrics::MetricTable::new(&c.keys);
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
@@ -1735,7 +1734,7 @@ proptest! {
         let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
         let id = lf_webhook_guard::verdict::sanitize_request_id(&raw);
         prop_assert!(id.len() <= 128 && id.chars().all(ok));
-        let token = lf_webhook_guard::ops::sanitize_log_token(&text);
+        let token = lf_webhook_guard::verdict::sanitize(text.chars(), lf_webhook_guard::log::MAX_PARTNER_CHARS);
         prop_assert!(token.chars().count() <= 64 && token.chars().all(ok));
         for reason in Reason::ALL {
             let reply: serde_json::Value =

@@ -188,11 +188,12 @@ pub fn decide(config: &Config, req: &Captured, now: u64) -> Verdict {
     };
     let name = config.routes.get(route).map(|r| r.name.clone());
     let head = req.head();
-    let result = config.check_head(route, &head).and_then(|v| match v {
+    let result = lf_webhook_guard::verify::check_head(config, route, &head).and_then(|v| match v {
         HeadVerdict::ForwardUnsigned => Ok(Accepted::Unsigned.header_value()),
-        HeadVerdict::NeedBody(pending) => config
-            .verify_body(&pending, &req.body, now)
-            .map(|a| a.header_value()),
+        HeadVerdict::NeedBody(pending) => {
+            lf_webhook_guard::verify::verify_body(config, &pending, &req.body, now)
+                .map(|a| a.header_value())
+        }
     });
     match result {
         Ok(header) => Verdict::Accepted {
