@@ -37,7 +37,7 @@ proxy_wasm::main! {{
 /// but if one ever fires the VM is dead from here on; say so at critical level, on one line (the
 /// SDK's own hook unwraps its log call). Envoy then answers 503 on every route through the filter
 /// (`fail_open: false` / `failure_policy: FAIL_CLOSED`): nothing is forwarded unverified.
-/// Proven by tests/e2e/test_crash.py with the `crash-probe` build.
+/// Proven by tests/e2e/ops/test_crash.py with the `crash-probe` build.
 fn log_panic(detail: &str) {
     let msg = format!(
         "lf-webhook-guard: PANIC, the Wasm VM is now unusable and Envoy fails closed (503) until \
@@ -49,7 +49,7 @@ fn log_panic(detail: &str) {
 
 /// Test-only build (`--features crash-probe`, never shipped): a request carrying
 /// `x-lf-crash-probe` panics inside the VM, so the end-to-end suite can prove that the panic hook
-/// logs at critical level and that Envoy then fails closed (tests/e2e/test_crash.py).
+/// logs at critical level and that Envoy then fails closed (tests/e2e/ops/test_crash.py).
 #[cfg(feature = "crash-probe")]
 #[allow(clippy::panic)]
 fn crash_probe(headers: &[(String, Vec<u8>)]) {

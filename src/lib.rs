@@ -7,7 +7,7 @@
 //! - the **Envoy filter** ([`filter`], compiled only for `wasm32`): a thin proxy-wasm layer that
 //!   holds a request until its body is verified and then forwards it or answers locally.
 //!
-//! The CLI (`src/bin/lf-webhook-guard.rs`) uses the same core.
+//! The CLI (`src/bin/lf-webhook-guard/main.rs`) uses the same core.
 //!
 //! ```
 //! use lf_webhook_guard::{Config, HeadVerdict, RequestHead, MediaType, sign_md5};

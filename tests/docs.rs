@@ -28,7 +28,7 @@ fn repo() -> PathBuf {
 /// Tracked markdown files, repo-relative.
 fn tracked_markdown() -> Vec<PathBuf> {
     let out = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.md"])
+        .args(["ls-files", "-z", "--cached", "--", "*.md"])
         .current_dir(repo())
         .output()
         .unwrap_or_else(|e| {

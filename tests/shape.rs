@@ -22,15 +22,6 @@ const MAX_FN_LINES: usize = 80;
 
 /// Temporary allowlist: (file under `src/`, function name, or `#[path` for a `#[path]` module).
 const KNOWN: &[(&str, &str)] = &[
-    // The CLI, being reorganised (no `#[path]`, one module per subcommand): helper "layout".
-    ("bin/lf-webhook-guard.rs", "#[path"),
-    ("bin/lf-webhook-guard/check_config.rs", "check_envoy"),
-    ("bin/lf-webhook-guard/diagnose.rs", "diagnose_md5"),
-    ("bin/lf-webhook-guard/diagnose.rs", "diagnose_cube"),
-    ("bin/lf-webhook-guard/diagnose.rs", "run"),
-    ("bin/lf-webhook-guard/explain.rs", "explain_md5"),
-    ("bin/lf-webhook-guard/input.rs", "parse_raw_request"),
-    ("bin/lf-webhook-guard/sign.rs", "run"),
     // The proxy-wasm glue, being rewritten around the sans-IO state machine: helper "flow".
     ("filter.rs", "on_http_request_headers"),
 ];
