@@ -128,8 +128,11 @@ class Sent:
 
 
 class Builder:
-    def __init__(self, run_id: str, seed: int, forged_ratio: float):
+    def __init__(self, run_id: str, seed: int, forged_ratio: float, secret: str = SECRET):
         self.run_id = run_id
+        # The md5 secret genuine requests are signed with (tests/e2e/load.py switches it for a
+        # key rotation).
+        self.secret = secret
         self.rng = random.Random(seed)
         self.forged_ratio = forged_ratio
         self.genuine_w = [KINDS[k][4] for k in GENUINE_KINDS]
@@ -177,16 +180,16 @@ class Builder:
             body = self.notification(seq, marker)
             headers.append(("content-type", "application/json"))
             if kind == "md5_json":
-                headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "json")))
+                headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "json")))
             elif kind == "forged_wrong_signature":
                 headers.append(("x-lf-md5", lfsign.sign_body(body, WRONG_SECRET, "json")))
             elif kind == "forged_tampered_json":
-                headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "json")))
+                headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "json")))
                 body = body.replace(b"status: 1234", b"status: 1235", 1)
         elif kind in ("md5_form", "forged_tampered_form"):
             body = self.form(seq, marker)
             headers.append(("content-type", "application/x-www-form-urlencoded"))
-            headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "form")))
+            headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "form")))
             if kind == "forged_tampered_form":
                 body = body.replace(b"status%3A+1234", b"status%3A+1235", 1)
         elif kind in ("cube", "forged_cube_wrong_key", "forged_cube_missing_signature"):
