@@ -227,7 +227,7 @@ class Account:
     verified: dict  # marker -> x-lf-verified values at the backend
     forged_on_backend: list  # markers of forged requests found anywhere in the backend's bytes
     unknown_on_backend: list
-    digests_ok: bool  # every delivered body is byte-for-byte a genuine body that was sent
+    digests_ok: bool  # every delivered request of this run is a genuine one, byte for byte
 
 
 def account(exchanges: list[Exchange], backend: harness.RecordingBackend,
@@ -240,8 +240,11 @@ def account(exchanges: list[Exchange], backend: harness.RecordingBackend,
     delivered: Counter = Counter()
     verified: dict[str, list[str]] = {}
     digests_ok = True
+    mine = f"SOAK{builder.run_id}-"
     for r in backend.requests():
         m = r.header("x-soak-seq") or ""
+        if not m.startswith(mine):
+            continue  # another load's request (or a probe): judged by its own account
         delivered[m] += 1
         verified[m] = r.header_all("x-lf-verified")
         ex = by_marker.get(m)
@@ -273,5 +276,7 @@ def summary(exchanges: list[Exchange]) -> dict:
         "slow": sum(e.slow for e in exchanges),
         "statuses": dict(sorted(Counter(e.status for e in exchanges if not e.transport).items())),
         "transport_failures": sum(1 for e in exchanges if e.transport),
+        "transport_kinds": dict(Counter(e.transport.split(":")[0] for e in exchanges
+                                        if e.transport)),
         "retried": sum(1 for e in exchanges if len(e.attempts) > 1),
     }
