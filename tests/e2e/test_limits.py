@@ -53,3 +53,110 @@ def test_flood_refuses_a_config_without_limits(envoy_bin, wasm_path, tmp_path):
     for k in ("max_heap_size_bytes", "max_active_downstream_connections", "request_timeout",
               "stream_idle_timeout", "max_concurrent_streams"):
         assert f"ships no {k}" in text, text
+
+
+# ---------------------------------------------------------------------------------------------
+# The same limits for Istio (deploy/istio/envoyfilter-limits.yaml)
+# ---------------------------------------------------------------------------------------------
+
+HCM_LIMITS = ("request_headers_timeout", "request_timeout", "stream_idle_timeout",
+              "http2_protocol_options")
+
+
+def _limit_parts(cfg: dict) -> dict:
+    """The parts of an Envoy config that carry the shipped limits."""
+    import harness
+
+    (listener,) = cfg["static_resources"]["listeners"]
+    (hcm,) = harness._http_connection_managers(cfg)
+    return {
+        "overload_manager": cfg.get("overload_manager"),
+        "listener_buffer": listener.get("per_connection_buffer_limit_bytes"),
+        "hcm": {k: hcm.get(k) for k in HCM_LIMITS},
+        "idle_timeout": hcm.get("common_http_protocol_options", {}).get("idle_timeout"),
+    }
+
+
+def _merge(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _istio_limited(base: dict) -> dict:
+    """`base` without its own limits, with the EnvoyFilter's patches merged in (as Istio does
+    for BOOTSTRAP, the gateway's HTTP connection manager and its listener)."""
+    import copy
+
+    import yaml
+
+    import harness
+
+    cfg = copy.deepcopy(base)
+    cfg.pop("overload_manager")
+    (listener,) = cfg["static_resources"]["listeners"]
+    listener.pop("per_connection_buffer_limit_bytes")
+    (hcm,) = harness._http_connection_managers(cfg)
+    for k in HCM_LIMITS:
+        hcm.pop(k)
+    hcm["common_http_protocol_options"].pop("idle_timeout")
+    doc = yaml.safe_load((harness.REPO / "deploy" / "istio" / "envoyfilter-limits.yaml").read_text())
+    for p in doc["spec"]["configPatches"]:
+        assert p["patch"]["operation"] == "MERGE"
+        value = p["patch"]["value"]
+        if p["applyTo"] == "BOOTSTRAP":
+            _merge(cfg, value)
+        elif p["applyTo"] == "NETWORK_FILTER":
+            assert value["typed_config"]["@type"] == harness.HCM_TYPE
+            _merge(hcm, {k: v for k, v in value["typed_config"].items() if k != "@type"})
+        elif p["applyTo"] == "LISTENER":
+            _merge(listener, value)
+        else:
+            raise AssertionError(p["applyTo"])
+    return cfg
+
+
+def test_istio_limits_equal_the_shipped_ones_and_validate_in_envoy(envoy_bin, wasm_path,
+                                                                   tmp_path):
+    import yaml
+
+    import harness
+    from test_deploy_files import SECRETS, _validate
+
+    shipped = yaml.safe_load(harness.DEFAULT_YAML.read_text())
+    buffered = yaml.safe_load((harness.REPO / "envoy" / "envoy-buffered.yaml").read_text())
+    cfg = _istio_limited(buffered)
+    assert _limit_parts(cfg) == _limit_parts(shipped)
+    for f in harness.wasm_filters(cfg):
+        f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = wasm_path
+    res = _validate(envoy_bin, cfg, tmp_path, SECRETS)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+def _shipped_configs():
+    import yaml
+
+    import harness
+
+    return sorted(p for p in (harness.REPO / "envoy").glob("envoy*.yaml")
+                  if "static_resources" in (yaml.safe_load(p.read_text()) or {}))
+
+
+def test_every_shipped_config_carries_the_same_limits():
+    """envoy.yaml, envoy-buffered.yaml, envoy-routes.yaml, envoy-compose.yaml, envoy-dynamic.yaml."""
+    import yaml
+
+    import harness
+
+    paths = _shipped_configs()
+    assert {p.name for p in paths} >= {"envoy.yaml", "envoy-buffered.yaml", "envoy-routes.yaml",
+                                      "envoy-compose.yaml", "envoy-dynamic.yaml"}
+    want = _limit_parts(yaml.safe_load(harness.DEFAULT_YAML.read_text()))
+    assert want["overload_manager"] and all(want["hcm"].values()) and want["listener_buffer"]
+    for p in paths:
+        cfg = yaml.safe_load(p.read_text())
+        assert _limit_parts(cfg) == want, p.name
+        for c in cfg["static_resources"]["clusters"]:
+            assert c.get("per_connection_buffer_limit_bytes") == 32768, (p.name, c["name"])
