@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import flood
 
 
@@ -160,3 +162,48 @@ def test_every_shipped_config_carries_the_same_limits():
         assert _limit_parts(cfg) == want, p.name
         for c in cfg["static_resources"]["clusters"]:
             assert c.get("per_connection_buffer_limit_bytes") == 32768, (p.name, c["name"])
+
+
+@pytest.mark.pins_yaml
+def test_many_held_requests_expiring_together_leave_the_vm_alive(envoy_bin, wasm_path, backend):
+    """900 requests held mid-body on two workers, all expiring at the same hold_timeout_ms tick:
+    each is answered 408, and the VM survives (measured before the per-tick cap: ~300 answers in
+    one on_tick overflowed the V8 stack, killed both VMs, and every later request got 503)."""
+    import asyncio
+
+    import harness
+    import lfsign
+    from e2eutil import started
+
+    sig = lfsign.sign_body(b'{"a":"b"}', "wrong-secret", "json")
+
+    async def hold(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       local_addr=(flood.FLOOD_SRC, 0))
+        writer.write(f"POST /linksfield/notify HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                     f"application/json\r\nx-lf-md5: {sig}\r\ncontent-length: 65000\r\n\r\n"
+                     .encode() + b'{"a":"' + b"x" * 59990)
+        await writer.drain()
+        try:
+            return (await asyncio.wait_for(reader.read(12), 25))[:12]
+        finally:
+            writer.close()
+
+    async def flood_all(port):
+        return await asyncio.gather(*(hold(port) for _ in range(900)), return_exceptions=True)
+
+    env = harness.Envoy(backend.port, yaml_path=harness.DEFAULT_YAML, envoy_bin=envoy_bin,
+                        wasm_path=wasm_path, concurrency=2, log_level="warning")
+    with started(env):
+        answers = asyncio.run(flood_all(env.listen_port))
+        from opsutil import notification, post_md5
+
+        resp = post_md5(env, "/linksfield/notify", notification(1))
+        errors = [line for line in env.log_text().splitlines() if "][error][" in line]
+    from collections import Counter
+
+    counts = Counter(a if isinstance(a, bytes) else type(a).__name__ for a in answers)
+    assert counts == {b"HTTP/1.1 408": 900}, counts
+    assert resp.status == 200, (resp.status, resp.body)
+    assert errors == []
+    assert b"xxxxxxxxxx" not in backend.raw()  # no held body reached the backend
