@@ -529,14 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = FloodConfig(**{f: getattr(args, f) for f in asdict(d) if hasattr(args, f)})
     report = run_flood(cfg, progress=lambda m: print(f"flood: {m}", file=sys.stderr, flush=True))
-    text = json.dumps(report, indent=2)
-    print(text)
-    for f in report["failures"]:
-        print(f"flood: FAILED CHECK: {f}", file=sys.stderr)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text + "\n")
-    return 0 if report["passed"] else 1
+    return soak.finish_cli(report, args.json_out, "flood")
 
 
 if __name__ == "__main__":

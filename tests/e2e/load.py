@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import random
 import re
 import threading
@@ -155,8 +154,11 @@ class Load:
                 self._seq += 1
                 secret = self.builder.secret
                 kind, body, wire = self.builder.build(seq)
-                ex = Exchange(seq, kind, self.builder.marker(seq), secret,
-                              self.rng.random() < self.slow_ratio,
+                # Over-limit bodies go in one write: Envoy answers 413 from the headers and
+                # closes, and a client still writing the body then gets a reset that can
+                # discard the 413 already received (TCP), which would say nothing about the filter.
+                slow = kind not in soak.RECONNECT_KINDS and self.rng.random() < self.slow_ratio
+                ex = Exchange(seq, kind, self.builder.marker(seq), secret, slow,
                               hashlib.sha256(body).hexdigest(), time.monotonic())
                 with self._lock:
                     self.exchanges.append(ex)
@@ -180,11 +182,7 @@ class Load:
                     else:
                         ex.transport = None
                         ex.status = status
-                        if status != 200 or resp_body != harness.BACKEND_BODY:
-                            try:
-                                ex.error = json.loads(resp_body).get("error")
-                            except (ValueError, AttributeError):
-                                ex.error = f"<non-JSON body {resp_body[:60]!r}>"
+                        ex.error = soak.reply_error(status, resp_body)
                         if headers.get("connection", "").lower() == "close":
                             close = True
                     finally:
@@ -203,11 +201,7 @@ class Load:
                     break
                 ex.t_end = time.monotonic()
                 if close and writer is not None:
-                    writer.close()
-                    try:
-                        await writer.wait_closed()
-                    except OSError:
-                        pass
+                    await soak.close_writer(writer)
                     reader = writer = None
                 if self.pace:
                     await asyncio.sleep(self.pace)
