@@ -17,11 +17,11 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::{Config, RouteScheme};
 use crate::headers::must_strip;
+use crate::log::RejectionLog;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
-use crate::ops::{Mode, RejectionLog};
 use crate::route::Target;
 use crate::verdict::Accepted;
-use crate::verdict::{reply_body, sanitize_request_id, Reason, Rejection};
+use crate::verdict::{reply_body, sanitize_request_id, Mode, Reason, Rejection};
 use crate::verify::{HeadVerdict, Pending, RequestHead, VERIFIED_HEADER};
 
 proxy_wasm::main! {{
@@ -37,7 +37,7 @@ proxy_wasm::main! {{
 /// but if one ever fires the VM is dead from here on; say so at critical level, on one line (the
 /// SDK's own hook unwraps its log call). Envoy then answers 503 on every route through the filter
 /// (`fail_open: false` / `failure_policy: FAIL_CLOSED`): nothing is forwarded unverified.
-/// Proven by tests/e2e/test_crash.py with the `crash-probe` build.
+/// Proven by tests/e2e/ops/test_crash.py with the `crash-probe` build.
 fn log_panic(detail: &str) {
     let msg = format!(
         "lf-webhook-guard: PANIC, the Wasm VM is now unusable and Envoy fails closed (503) until \
@@ -49,7 +49,7 @@ fn log_panic(detail: &str) {
 
 /// Test-only build (`--features crash-probe`, never shipped): a request carrying
 /// `x-lf-crash-probe` panics inside the VM, so the end-to-end suite can prove that the panic hook
-/// logs at critical level and that Envoy then fails closed (tests/e2e/test_crash.py).
+/// logs at critical level and that Envoy then fails closed (tests/e2e/ops/test_crash.py).
 #[cfg(feature = "crash-probe")]
 #[allow(clippy::panic)]
 fn crash_probe(headers: &[(String, Vec<u8>)]) {
@@ -77,7 +77,7 @@ struct Ops {
 impl Ops {
     /// Define every counter of `config` (at configure time only).
     fn define(config: &Config) -> Ops {
-        let table = MetricTable::new(config);
+        let table = MetricTable::new(&config.keys);
         let ids = table
             .names()
             .iter()
@@ -110,8 +110,8 @@ fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
-    use crate::ops::LogLevel as L;
+fn proxy_log_level(level: crate::log::LogLevel) -> LogLevel {
+    use crate::log::LogLevel as L;
     match level {
         L::Trace => LogLevel::Trace,
         L::Debug => LogLevel::Debug,
@@ -460,7 +460,7 @@ impl GuardHttp {
     /// forwarded without `x-lf-verified` (the client's was stripped): still visibly unverified.
     fn shadow_forward(&mut self, reason: Reason) -> Action {
         self.count(Metric::ShadowFailed(reason));
-        let value = crate::ops::shadow_header_value(reason.category());
+        let value = crate::verdict::shadow_failed_value(reason);
         if self.headers_continued {
             // Buffer mode: the headers are gone; the verdict is in the log line and metrics.
         } else if let Err(status) =
@@ -702,7 +702,7 @@ impl GuardHttp {
             Err(_) => return self.internal(route, "cannot read request body"),
         };
         self.log_scheme = pending.scheme().name();
-        match config.verify_body(&pending, &body, now_ms()) {
+        match crate::verify::verify_body(&config, &pending, &body, now_ms()) {
             Ok(accepted) => {
                 if let Some(action) = self.dedup_check(&config, &pending, &body, &accepted) {
                     self.count_accepted(&accepted);
@@ -768,7 +768,7 @@ impl HttpContext for GuardHttp {
             );
         }
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        match config.check_head(route, &head) {
+        match crate::verify::check_head(&config, route, &head) {
             Err(rejection) => self.reject(Some(route), rejection),
             Ok(HeadVerdict::ForwardUnsigned) => self.accept(route, Accepted::Unsigned),
             Ok(HeadVerdict::NeedBody(pending)) => {
@@ -797,7 +797,9 @@ impl HttpContext for GuardHttp {
                     .is_some_and(|r| r.mode == Mode::Enforce);
                 if enforce {
                     let value = match &self.state {
-                        State::Holding { pending, .. } => config.verified_at_head(pending),
+                        State::Holding { pending, .. } => {
+                            crate::verify::verified_at_head(&config, pending)
+                        }
                         _ => return self.internal(Some(route), "lost pending request"),
                     };
                     if hostcalls::set_map_value(

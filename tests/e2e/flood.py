@@ -1,4 +1,4 @@
-"""Flood driver (issue 17 point 6): a hostile flood from 127.0.0.2 against a real Envoy running a
+"""Flood driver: a hostile flood from 127.0.0.2 against a real Envoy running a
 shipped config (with its shipped limits), while genuine traffic comes from 127.0.0.1; then an
 account of what Envoy did. Importable (`run_flood(FloodConfig(...))` returns the report dict;
 `report["failures"]` lists every violated expectation; tests/e2e/test_limits.py is the short
@@ -43,7 +43,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # load.py (it adds lib/ and soak/)
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
@@ -53,10 +53,11 @@ import h2.exceptions  # noqa: E402
 import h2.settings  # noqa: E402
 import yaml  # noqa: E402
 
+import load  # noqa: E402  (first: puts lib/ and soak/ on sys.path)
+
 import harness  # noqa: E402
 import lfsign  # noqa: E402
-import load  # noqa: E402
-import soak  # noqa: E402
+import soak_driver as soak  # noqa: E402
 
 FLOOD_SRC = "127.0.0.2"
 GENUINE_SRC = "127.0.0.1"

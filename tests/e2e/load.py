@@ -1,4 +1,4 @@
-"""Continuous mixed traffic in the background, for the production tests (issue 17): key rotation
+"""Continuous mixed traffic in the background, for the production tests: key rotation
 and shadow -> enforce under load (test_rotation.py), hot restart (test_hot_restart.py) and the
 genuine side of the flood (test_limits.py).
 
@@ -23,13 +23,20 @@ import asyncio
 import hashlib
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import harness
-import soak
+_E2E = Path(__file__).resolve().parent
+for _d in (_E2E / "lib", _E2E / "soak"):  # helpers and the soak driver
+    if str(_d) not in sys.path:
+        sys.path.insert(0, str(_d))
+
+import harness  # noqa: E402
+import soak_driver as soak  # noqa: E402
 
 
 @dataclass

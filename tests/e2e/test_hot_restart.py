@@ -1,4 +1,4 @@
-"""Issue 17 point 5: an Envoy hot restart under continuous mixed load loses no genuine
+"""An Envoy hot restart under continuous mixed load loses no genuine
 notification and forwards no forged one.
 
 Two Envoy processes on the same config (envoy/envoy.yaml, two workers each), driven by the test:
@@ -26,7 +26,7 @@ import pytest
 
 import harness
 import load
-import soak
+import soak_driver as soak
 from e2eutil import started
 
 pytestmark = pytest.mark.pins_yaml

@@ -1,4 +1,4 @@
-"""Issue 17 point 6: the shipped limits hold under a flood (the long version is `make flood`, see
+"""The shipped limits hold under a flood (the long version is `make flood`, see
 flood.py for what the flood sends and what is checked).
 
 Envoy (two workers) runs the shipped config under test unchanged (hold mode, or buffer mode with
@@ -125,6 +125,9 @@ def test_istio_limits_equal_the_shipped_ones_and_validate_in_envoy(envoy_bin, wa
     import yaml
 
     import harness
+    import sys
+
+    sys.path.insert(0, str(harness.REPO / "tests" / "e2e" / "deploy"))
     from test_deploy_files import SECRETS, _validate
 
     shipped = yaml.safe_load(harness.DEFAULT_YAML.read_text())

@@ -1,4 +1,4 @@
-"""Issue 17 point 2: the key-rotation and shadow -> enforce runbooks (docs/operations.md) under
+"""The key-rotation and shadow -> enforce runbooks (docs/operations.md) under
 continuous mixed load, through ECDS file pushes to a running Envoy (envoy/envoy-dynamic.yaml,
 two workers).
 
@@ -22,7 +22,7 @@ from collections import Counter
 import pytest
 
 import load
-import soak
+import soak_driver as soak
 from ecdsutil import ECDS_STAT, DynamicEnvoy, resource_typed_config
 from e2eutil import started
 from opsutil import notification, post_md5
