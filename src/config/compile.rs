@@ -7,9 +7,9 @@ use super::schema::{
     RawKey, RawMd5Options, RawRoute,
 };
 use super::{
-    Config, ConfigError, Key, Route, RouteScheme, Secret, DEFAULT_HOLD_TIMEOUT_MS,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_METHOD, DEFAULT_PARTNER_FIELD, MAX_HOLD_TIMEOUT_MS,
-    MAX_MAX_BODY_BYTES,
+    Config, ConfigError, Key, Route, RouteScheme, Secret, DEFAULT_HOLD_DEADLINE_MS,
+    DEFAULT_HOLD_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_METHOD, DEFAULT_PARTNER_FIELD,
+    MAX_HOLD_DEADLINE_MS, MAX_HOLD_TIMEOUT_MS, MAX_MAX_BODY_BYTES,
 };
 use crate::body::Md5Options;
 use crate::dedup::{
@@ -49,6 +49,7 @@ pub(super) fn compile(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigErro
         max_body_bytes: compile_max_body_bytes(raw.max_body_bytes)?,
         hold_headers: raw.hold_headers.unwrap_or(true),
         hold_timeout_ms: compile_hold_timeout(raw.hold_timeout_ms)?,
+        hold_deadline_ms: compile_hold_deadline(raw.hold_deadline_ms)?,
         md5: compile_md5(raw.md5),
         log_level,
         keys,
@@ -89,6 +90,17 @@ fn compile_hold_timeout(raw: Option<u64>) -> Result<u64, ConfigError> {
         Some(n) if n > MAX_HOLD_TIMEOUT_MS => Err(ConfigError::new(
             "hold_timeout_ms",
             format!("must be between 0 (no watchdog) and {MAX_HOLD_TIMEOUT_MS}"),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn compile_hold_deadline(raw: Option<u64>) -> Result<u64, ConfigError> {
+    match raw {
+        None => Ok(DEFAULT_HOLD_DEADLINE_MS),
+        Some(n) if n > MAX_HOLD_DEADLINE_MS => Err(ConfigError::new(
+            "hold_deadline_ms",
+            format!("must be between 0 (no total deadline) and {MAX_HOLD_DEADLINE_MS}"),
         )),
         Some(n) => Ok(n),
     }

@@ -37,6 +37,9 @@ pub use compile::printable_var;
 /// Default and upper bound of `hold_timeout_ms` (0 turns the hold watchdog off).
 pub const DEFAULT_HOLD_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_HOLD_TIMEOUT_MS: u64 = 600_000;
+/// Default and upper bound of `hold_deadline_ms` (0: no total deadline).
+pub const DEFAULT_HOLD_DEADLINE_MS: u64 = 30_000;
+pub const MAX_HOLD_DEADLINE_MS: u64 = 600_000;
 
 /// Default and upper bound of `max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -152,6 +155,9 @@ pub struct Config {
     /// Hold mode: a request held this long without any body callback is answered (500
     /// `filter_misconfigured` or 408 `request_timeout`). 0: no watchdog.
     pub hold_timeout_ms: u64,
+    /// Hold mode: a held request whose body is not complete this long after its headers is
+    /// answered 408 `request_timeout`, however it trickles. 0: no total deadline.
+    pub hold_deadline_ms: u64,
 }
 
 impl Config {

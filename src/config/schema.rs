@@ -44,6 +44,7 @@ pub struct RawConfig {
     pub log_level: Option<Named<LogLevel>>,
     pub hold_headers: Option<bool>,
     pub hold_timeout_ms: Option<u64>,
+    pub hold_deadline_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -223,19 +223,23 @@ fn hold_mode_fields() {
     let c = parse(MINIMAL).unwrap();
     assert!(c.hold_headers);
     assert_eq!(c.hold_timeout_ms, DEFAULT_HOLD_TIMEOUT_MS);
+    assert_eq!(c.hold_deadline_ms, DEFAULT_HOLD_DEADLINE_MS);
     let c = parse(
         r#"{"keys":[{"id":"k","secret":"s"}],"routes":[{"path_prefix":"/a"}],
-            "hold_headers":false,"hold_timeout_ms":0}"#,
+            "hold_headers":false,"hold_timeout_ms":0,"hold_deadline_ms":0}"#,
     )
     .unwrap();
     assert!(!c.hold_headers);
     assert_eq!(c.hold_timeout_ms, 0);
+    assert_eq!(c.hold_deadline_ms, 0);
     for (json, field) in [
         (r#""hold_headers":"no""#, "hold_headers"),
         (r#""hold_headers":0"#, "hold_headers"),
         (r#""hold_timeout_ms":600001"#, "hold_timeout_ms"),
         (r#""hold_timeout_ms":-5"#, "hold_timeout_ms"),
         (r#""hold_timeout_ms":1.5"#, "hold_timeout_ms"),
+        (r#""hold_deadline_ms":600001"#, "hold_deadline_ms"),
+        (r#""hold_deadline_ms":-1"#, "hold_deadline_ms"),
     ] {
         let full = format!(
             r#"{{"keys":[{{"id":"k","secret":"s"}}],"routes":[{{"path_prefix":"/a"}}],{json}}}"#

@@ -365,12 +365,31 @@ pub fn verify_body<'c>(
     body: &[u8],
     now_ms: u64,
 ) -> Result<Accepted<'c>, Rejection> {
+    verify_body_logged(config, pending, body, now_ms).map_err(|(rejection, _)| rejection)
+}
+
+/// A rejection, and the partner the body names (the route's `partner_field`) when it parsed:
+/// unverified, for the log line only (sanitize before logging).
+pub type LoggedRejection = (Rejection, Option<String>);
+
+/// [`verify_body`], parsing the body once: a rejection also carries the partner the body names,
+/// the same value as [`Pending::partner_hint`] (which would parse the body a second time).
+pub fn verify_body_logged<'c>(
+    config: &'c Config,
+    pending: &Pending,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Accepted<'c>, LoggedRejection> {
+    let bare = |r: Rejection| (r, None);
     let route = config
         .routes
         .get(pending.route)
-        .ok_or(reject(Reason::InternalError, "unknown route"))?;
+        .ok_or(bare(reject(Reason::InternalError, "unknown route")))?;
     if body.len() > config.max_body_bytes {
-        return Err(reject(Reason::BodyTooLarge, "body above max_body_bytes"));
+        return Err(bare(reject(
+            Reason::BodyTooLarge,
+            "body above max_body_bytes",
+        )));
     }
     let key = match &pending.signature {
         Signature::Md5(header) => verify_md5(config, route, pending.media, header, body, now_ms)?,
@@ -383,11 +402,15 @@ pub fn verify_body<'c>(
             let key = config
                 .keys
                 .get(*key)
-                .ok_or(reject(Reason::InternalError, "unknown key"))?;
-            verify_cube(route, key, mac, prefix, body)?;
-            if let Some(window) = &route.freshness {
-                freshness::check(window, *timestamp_ms, now_ms)?;
-            }
+                .ok_or(bare(reject(Reason::InternalError, "unknown key")))?;
+            let json = Json::parse(body).map_err(bare)?;
+            let partner = json.top_level_str(&route.partner_field);
+            verify_cube(route, key, mac, prefix, &json, partner)
+                .and_then(|()| match &route.freshness {
+                    Some(window) => freshness::check(window, *timestamp_ms, now_ms),
+                    None => Ok(()),
+                })
+                .map_err(|r| (r, partner.map(str::to_string)))?;
             key
         }
     };
@@ -397,8 +420,7 @@ pub fn verify_body<'c>(
     })
 }
 
-/// The legacy scheme: parse, canonicalise, compare with every md5 key of the route, partner,
-/// freshness (the body's time field). Returns the key that made the signature.
+/// The legacy scheme: parse, then [`check_md5`]. Returns the key that made the signature.
 fn verify_md5<'c>(
     config: &'c Config,
     route: &Route,
@@ -406,11 +428,25 @@ fn verify_md5<'c>(
     header: &[u8],
     body: &[u8],
     now_ms: u64,
-) -> Result<&'c Key, Rejection> {
-    let params = Params::parse(media, body, &config.md5)?;
+) -> Result<&'c Key, LoggedRejection> {
+    let params = Params::parse(media, body, &config.md5).map_err(|r| (r, None))?;
     let partner = params.get(&route.partner_field).map(|v| v.as_str());
+    check_md5(config, route, header, &params, partner, now_ms)
+        .map_err(|r| (r, partner.map(str::to_string)))
+}
+
+/// Canonicalise, compare with every md5 key of the route, partner, freshness (the body's time
+/// field).
+fn check_md5<'c>(
+    config: &'c Config,
+    route: &Route,
+    header: &[u8],
+    params: &Params<'_>,
+    partner: Option<&str>,
+    now_ms: u64,
+) -> Result<&'c Key, Rejection> {
     let mut signer = Md5Signer::new();
-    md5_prefix(&params, config.md5.empty_values, |b| signer.update(b));
+    md5_prefix(params, config.md5.empty_values, |b| signer.update(b));
     let secrets = route
         .md5_keys
         .iter()
@@ -438,19 +474,18 @@ fn verify_md5<'c>(
     Ok(key)
 }
 
-/// The Cube scheme: parse, canonicalise, constant-time MAC compare, partner.
+/// The Cube scheme on a parsed body: canonicalise, constant-time MAC compare, partner.
 fn verify_cube(
     route: &Route,
     key: &Key,
     mac: &[u8; 20],
     prefix: &[u8],
-    body: &[u8],
+    json: &Json<'_>,
+    partner: Option<&str>,
 ) -> Result<(), Rejection> {
-    let json = Json::parse(body)?;
-    let partner = json.top_level_str(&route.partner_field);
     let mut signer = CubeSigner::new(key.secret.expose());
     signer.update(prefix);
-    cube_json(&json, &mut |b: &[u8]| signer.update(b));
+    cube_json(json, &mut |b: &[u8]| signer.update(b));
     signer.verify(mac)?;
     check_key_partner(route, key, partner)
 }

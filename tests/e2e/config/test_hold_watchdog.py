@@ -10,6 +10,7 @@ whatever LF_E2E_ENVOY_YAML says, and use the Envoy binary under test (version ma
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 
@@ -120,7 +121,8 @@ def test_watchdog_off_leaves_timeouts_to_envoy(start_envoy, backend, tmp_path):
 def test_client_stalled_mid_body_gets_408_and_trickle_passes(start_envoy, backend):
     """The watchdog clock restarts on every body chunk: a client that goes quiet halfway through
     its body is answered 408 after hold_timeout_ms (not after Envoy's 300 s stream idle
-    timeout), while one that trickles its body with shorter gaps passes however long it takes."""
+    timeout), while one that trickles its body with shorter gaps passes (up to hold_deadline_ms,
+    30 s by default: test_trickle_ends_at_the_total_deadline)."""
     envoy = start_envoy(yaml_path=harness.DEFAULT_YAML, plugin_config=PLUGIN)
     envoy.start()
     head, body = build_request("POST", PATH, HEADERS + [("x-request-id", "wd-midbody")], SAMPLE_JSON)
@@ -151,3 +153,32 @@ def test_client_stalled_mid_body_gets_408_and_trickle_passes(start_envoy, backen
     assert ok.status == 200, (ok.status, ok.body)
     (req,) = backend.wait_requests(1)
     assert req.body == SAMPLE_JSON
+
+
+def test_trickle_ends_at_the_total_deadline(start_envoy, backend):
+    """hold_deadline_ms bounds a hold from its headers: a client that sends one byte every 0.3 s
+    (never silent for hold_timeout_ms) is answered 408 once the deadline has passed, and nothing
+    reaches the upstream."""
+    deadline_ms = 1500
+    envoy = start_envoy(
+        yaml_path=harness.DEFAULT_YAML, plugin_config=dict(PLUGIN, hold_deadline_ms=deadline_ms)
+    )
+    envoy.start()
+    head, body = build_request("POST", PATH, HEADERS + [("x-request-id", "wd-trickle")], SAMPLE_JSON)
+    assert len(body) * 0.3 > 3 * deadline_ms / 1000, "the trickle must outlast the deadline"
+    with socket.create_connection(("127.0.0.1", envoy.listen_port), timeout=8) as s:
+        s.settimeout(8)
+        s.sendall(head)
+        started = time.monotonic()
+        for i in range(len(body)):
+            readable, _, _ = select.select([s], [], [], 0.3)
+            if readable:
+                break
+            s.sendall(body[i : i + 1])
+        resp = _read_response(s)
+        took = time.monotonic() - started
+    assert resp.status == 408, (resp.status, resp.body)
+    assert resp.json() == {"error": "request_timeout", "request_id": "wd-trickle"}
+    assert deadline_ms / 1000 - 0.05 <= took < deadline_ms / 1000 + 1.5, took
+    wait_no_upstream_bytes(backend)
+    envoy.wait_for_log(lambda t: "request body not complete within hold_deadline_ms" in t)
