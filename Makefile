@@ -183,16 +183,16 @@ soak: wasm envoy
 	  --duration $(SOAK_DURATION) --envoy-concurrency 2 --yaml $(BUFFERED_YAML) \
 	  --json-out bench/results/soak-buffered.json $(SOAK_ARGS)
 
-# ---- Flood: not part of `make test` (tests/e2e/test_limits.py is its short version). --
+# ---- Flood: not part of `make test` (tests/e2e/production/test_limits.py is its short version). --
 # Per mode: Envoy --concurrency 2 with the shipped config and its limits; FLOOD_S seconds of
 # 1,500 held + 300 trickling HTTP/1.1 connections and 16 h2c connections from 127.0.0.2, forged
 # requests of every kind, genuine traffic from 127.0.0.1 before, during and after. Prints the
-# report and writes bench/results/flood*.json; fails if any check fails (see tests/e2e/flood.py).
+# report and writes bench/results/flood*.json; fails if any check fails (see tests/e2e/production/flood.py).
 FLOOD_S    ?= 120
 FLOOD_ARGS ?=
 
 flood: wasm envoy
-	$(VENV)/bin/python tests/e2e/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
+	$(VENV)/bin/python tests/e2e/production/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
 	  --h2-conns 16 --yaml envoy/envoy.yaml --json-out bench/results/flood.json $(FLOOD_ARGS)
-	$(VENV)/bin/python tests/e2e/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
+	$(VENV)/bin/python tests/e2e/production/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
 	  --h2-conns 16 --yaml $(BUFFERED_YAML) --json-out bench/results/flood-buffered.json $(FLOOD_ARGS)

@@ -40,7 +40,7 @@ pub struct Held {
 }
 
 /// At most this many expired holds are answered per tick (the rest on the next ticks, oldest
-/// context ids first). Measured on Envoy 1.40 (tests/e2e/test_limits.py): answering ~300 in one
+/// context ids first). Measured on Envoy 1.40 (tests/e2e/production/test_limits.py): answering ~300 in one
 /// on_tick overflowed the V8 stack ("Maximum call stack size exceeded" in
 /// proxy_on_response_headers), which killed the VM (FAIL_CLOSED: every later request 503).
 /// Envoy's own deadlines (request_timeout, stream_idle_timeout) still end whatever the watchdog

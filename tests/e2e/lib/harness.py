@@ -290,7 +290,7 @@ class Envoy:
         self.extra_args = list(extra_args)
         self.concurrency = concurrency
         # Shared-memory base id: a fresh one per process, unless a test drives a hot restart
-        # (tests/e2e/test_hot_restart.py: `--base-id N --restart-epoch E`).
+        # (tests/e2e/production/test_hot_restart.py: `--base-id N --restart-epoch E`).
         self.base_id_args = ["--use-dynamic-base-id"]
         self.listen_port = free_port()
         self.admin_port = free_port()

@@ -130,7 +130,7 @@ class Sent:
 class Builder:
     def __init__(self, run_id: str, seed: int, forged_ratio: float, secret: str = SECRET):
         self.run_id = run_id
-        # The md5 secret genuine requests are signed with (tests/e2e/load.py switches it for a
+        # The md5 secret genuine requests are signed with (tests/e2e/production/load.py switches it for a
         # key rotation).
         self.secret = secret
         self.rng = random.Random(seed)

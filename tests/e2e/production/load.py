@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_E2E = Path(__file__).resolve().parent
+_E2E = Path(__file__).resolve().parent.parent
 for _d in (_E2E / "lib", _E2E / "soak"):  # helpers and the soak driver
     if str(_d) not in sys.path:
         sys.path.insert(0, str(_d))

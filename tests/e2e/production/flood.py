@@ -1,10 +1,10 @@
 """Flood driver: a hostile flood from 127.0.0.2 against a real Envoy running a
 shipped config (with its shipped limits), while genuine traffic comes from 127.0.0.1; then an
 account of what Envoy did. Importable (`run_flood(FloodConfig(...))` returns the report dict;
-`report["failures"]` lists every violated expectation; tests/e2e/test_limits.py is the short
+`report["failures"]` lists every violated expectation; tests/e2e/production/test_limits.py is the short
 version) and runnable as a script (`make flood`):
 
-    .venv/bin/python tests/e2e/flood.py --hold-conns 3000 --flood-s 120 --json-out bench/results/flood.json
+    .venv/bin/python tests/e2e/production/flood.py --hold-conns 3000 --flood-s 120 --json-out bench/results/flood.json
 
 The flood (all from 127.0.0.2, every request signed with a wrong secret and carrying a marker
 `FLOOD<run>-...` in its body and in `x-flood`):
