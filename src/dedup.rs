@@ -12,6 +12,8 @@
 //! - A delivery is recorded only after the backend answered 2xx, so a delivery whose earlier
 //!   copy failed is always forwarded: no notification is ever lost.
 
+pub mod etcd;
+
 use sha1::{Digest, Sha1};
 
 use crate::verdict::{Scheme, METRIC_PREFIX};
