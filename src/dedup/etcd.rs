@@ -582,6 +582,68 @@ mod tests {
     const HDR: &str =
         r#""header":{"cluster_id":"1","member_id":"2","revision":"7","raft_term":"2"}"#;
 
+    /// The golden calls and the answers measured on etcd 3.4 (tests/data/fleet-etcd-calls.json;
+    /// tests/e2e/test_fleet_store.py sends the same calls to a real cluster).
+    #[test]
+    fn golden_calls_and_measured_answers() {
+        let g: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/fleet-etcd-calls.json")).unwrap();
+        let window = g["window_ms"].as_u64().unwrap();
+        let s = compile(&g["store"], "dedup.store", window).unwrap();
+        let d = &g["delivery"];
+        let scheme = match d["scheme"].as_str().unwrap() {
+            "md5" => Scheme::Md5,
+            _ => Scheme::Cube,
+        };
+        let ident = Identity::new(
+            d["route"].as_str().unwrap(),
+            d["target"].as_str().unwrap().as_bytes(),
+            scheme,
+            d["signature"].as_str().unwrap().as_bytes(),
+            d["body"].as_str().unwrap().as_bytes(),
+        );
+        assert_eq!(key(&s.prefix, &ident), g["key"].as_str().unwrap());
+        let expires = g["insert_expires_ms"].as_u64().unwrap();
+        let lease = g["insert_lease"].as_i64().unwrap();
+        for (name, call, path) in [
+            ("range", s.range(&ident), RANGE_PATH),
+            ("grant", s.grant(), GRANT_PATH),
+            ("insert", s.insert(&ident, expires, lease), TXN_PATH),
+        ] {
+            assert_eq!(call.path, path);
+            let built: serde_json::Value = serde_json::from_str(&call.body).unwrap();
+            assert_eq!(built, g["calls"][name], "{name}");
+        }
+        let answer = |name: &str| -> (u32, String) {
+            let a = &g["answers"][name];
+            (
+                u32::try_from(a["status"].as_u64().unwrap()).unwrap(),
+                a["body"].to_string(),
+            )
+        };
+        let parse = |name: &str, f: &dyn Fn(&Answer<'_>) -> String| {
+            let (status, body) = answer(name);
+            f(&Answer {
+                status: Some(status),
+                body: body.as_bytes(),
+                elapsed_ms: 1,
+            })
+        };
+        let range = |a: &Answer<'_>| format!("{:?}", parse_range(&s, &ident, a, expires - 1));
+        assert_eq!(parse("range_absent", &range), "Ok(Absent)");
+        assert_eq!(
+            parse("range_found", &range),
+            format!("Ok(Recorded {{ expires_ms: {expires} }})")
+        );
+        let txn = |a: &Answer<'_>| format!("{:?}", parse_txn(&s, a));
+        assert_eq!(parse("txn_created", &txn), "Ok(Created)");
+        assert_eq!(parse("txn_exists", &txn), "Ok(AlreadyRecorded)");
+        assert_eq!(parse("lease_not_found", &txn), "Err(LeaseNotFound)");
+        let grant = |a: &Answer<'_>| format!("{:?}", parse_grant(&s, a));
+        let id = g["answers"]["grant"]["body"]["ID"].as_str().unwrap();
+        assert_eq!(parse("grant", &grant), format!("Ok({id})"));
+    }
+
     #[test]
     fn compile_defaults_and_bounds() {
         let s = store();
