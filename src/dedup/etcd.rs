@@ -294,12 +294,13 @@ impl fmt::Display for StoreError {
 }
 
 /// A call's outcome as the host reports it: the `:status` (None when Envoy gave no response at
-/// all), the body, and how long the call took.
+/// all), the body, how long the call took and the timeout it was sent with.
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
     pub status: Option<u32>,
     pub body: &'a [u8],
     pub elapsed_ms: u64,
+    pub timeout_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -346,13 +347,15 @@ struct ErrorResponse {
 }
 
 /// Status and shape checks shared by every call; the 200 body on success.
-fn ok_body<'a>(answer: &Answer<'a>, timeout_ms: u64) -> Result<&'a [u8], StoreError> {
+fn ok_body<'a>(answer: &Answer<'a>) -> Result<&'a [u8], StoreError> {
+    let timed_out = answer.elapsed_ms >= answer.timeout_ms.saturating_mul(9) / 10;
     match answer.status {
         Some(200) => Ok(answer.body),
-        // Envoy's own 504 (route timeout), or no response at all after the full timeout.
-        Some(504) | None if answer.elapsed_ms >= timeout_ms.saturating_mul(9) / 10 => {
+        // Envoy's own 504 (the call's timeout), or no response at all after the full timeout.
+        Some(504) if timed_out || answer.body.starts_with(b"upstream request timeout") => {
             Err(StoreError::Timeout)
         }
+        None if timed_out => Err(StoreError::Timeout),
         // No response, or Envoy's 503 (no healthy upstream, connect failure, reset).
         None | Some(503) if !answer.body.starts_with(b"{") => Err(StoreError::Unreachable),
         Some(status) => {
@@ -392,7 +395,7 @@ pub fn parse_range(
     answer: &Answer<'_>,
     now_ms: u64,
 ) -> Result<Lookup, StoreError> {
-    let body = ok_body(answer, store.timeout_ms)?;
+    let body = ok_body(answer)?;
     let resp: RangeResponse =
         serde_json::from_slice(body).map_err(|_| StoreError::Malformed("range: not JSON"))?;
     // An empty range answers only the header: without it this is not etcd.
@@ -432,8 +435,8 @@ pub enum Inserted {
 }
 
 /// Read a `/v3/kv/txn` answer.
-pub fn parse_txn(store: &EtcdStore, answer: &Answer<'_>) -> Result<Inserted, StoreError> {
-    let body = ok_body(answer, store.timeout_ms)?;
+pub fn parse_txn(answer: &Answer<'_>) -> Result<Inserted, StoreError> {
+    let body = ok_body(answer)?;
     let resp: TxnResponse =
         serde_json::from_slice(body).map_err(|_| StoreError::Malformed("txn: not JSON"))?;
     if !has_header(&resp.header) {
@@ -447,8 +450,8 @@ pub fn parse_txn(store: &EtcdStore, answer: &Answer<'_>) -> Result<Inserted, Sto
 }
 
 /// Read a `/v3/lease/grant` answer: the lease id.
-pub fn parse_grant(store: &EtcdStore, answer: &Answer<'_>) -> Result<i64, StoreError> {
-    let body = ok_body(answer, store.timeout_ms)?;
+pub fn parse_grant(answer: &Answer<'_>) -> Result<i64, StoreError> {
+    let body = ok_body(answer)?;
     let resp: GrantResponse =
         serde_json::from_slice(body).map_err(|_| StoreError::Malformed("grant: not JSON"))?;
     if !has_header(&resp.header) || resp.error.as_deref().is_some_and(|e| !e.is_empty()) {
@@ -552,6 +555,222 @@ impl EtcdStore {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// Per-request call sequences (sans-IO): the glue sends each `Send`, feeds the answer back
+// ------------------------------------------------------------------------------------------
+
+/// What the glue does next for a store operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Io<T> {
+    /// Dispatch this call to the store's cluster with this timeout (ms), then feed the answer
+    /// to `on_answer` (`elapsed_ms` measured from the dispatch).
+    Send { call: Call, timeout_ms: u64 },
+    /// Finished.
+    Done(T),
+}
+
+/// How a lookup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupEnd {
+    /// Recorded within its window: answer the duplicate locally.
+    Duplicate { expires_ms: u64 },
+    /// Not recorded: forward.
+    Forward,
+    /// The store failed; `on_error` decides (`Forward`: forward anyway; `Reject`: 503).
+    Failed { error: StoreError, policy: OnError },
+}
+
+/// A lookup before forwarding a verified delivery: one range call, retried once on a fast
+/// connection failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLookup {
+    identity: Identity,
+    attempt: u32,
+    /// Time spent in earlier attempts (ms).
+    spent_ms: u64,
+}
+
+/// A record after a 2xx answer: grant the bucket's lease unless cached, then insert-if-absent;
+/// a lease that etcd no longer knows is granted anew once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRecord {
+    identity: Identity,
+    expires_ms: u64,
+    now_ms: u64,
+    stage: RecordStage,
+    attempt: u32,
+    spent_ms: u64,
+    regranted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordStage {
+    Granting,
+    Inserting { lease: i64 },
+}
+
+/// How a record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEnd {
+    /// Inserted, or already there (another copy or replica recorded it first).
+    Recorded(Inserted),
+    /// Not recorded: a later copy is forwarded again (the response is not changed).
+    Failed(StoreError),
+}
+
+/// What the glue does after a record's answer: maybe cache a new lease, then `io`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStep {
+    /// A newly granted lease to cache (shared data, [`EtcdStore::lease_shared_key`]).
+    pub cache_lease: Option<LeaseSlot>,
+    pub io: Io<RecordEnd>,
+}
+
+impl EtcdStore {
+    /// Start a lookup of `identity`.
+    pub fn lookup(&self, identity: Identity) -> (StoreLookup, Io<LookupEnd>) {
+        let io = Io::Send {
+            call: self.range(&identity),
+            timeout_ms: self.timeout_ms,
+        };
+        (
+            StoreLookup {
+                identity,
+                attempt: 0,
+                spent_ms: 0,
+            },
+            io,
+        )
+    }
+
+    /// Start recording `identity` (answered 2xx at `now_ms`, a de-dup window of `window_ms`),
+    /// with the lease cache's content (`cached`).
+    pub fn record(
+        &self,
+        identity: Identity,
+        now_ms: u64,
+        window_ms: u64,
+        cached: Option<&[u8]>,
+    ) -> (StoreRecord, Io<RecordEnd>) {
+        let expires_ms = now_ms.saturating_add(window_ms);
+        let (stage, call) = match self.cached_lease(cached, now_ms) {
+            Some(lease) => (
+                RecordStage::Inserting { lease },
+                self.insert(&identity, expires_ms, lease),
+            ),
+            None => (RecordStage::Granting, self.grant()),
+        };
+        (
+            StoreRecord {
+                identity,
+                expires_ms,
+                now_ms,
+                stage,
+                attempt: 0,
+                spent_ms: 0,
+                regranted: false,
+            },
+            Io::Send {
+                call,
+                timeout_ms: self.timeout_ms,
+            },
+        )
+    }
+}
+
+impl StoreLookup {
+    /// Feed a range answer (`now_ms`: the time it arrived).
+    pub fn on_answer(
+        &mut self,
+        store: &EtcdStore,
+        answer: &Answer<'_>,
+        now_ms: u64,
+    ) -> Io<LookupEnd> {
+        match parse_range(store, &self.identity, answer, now_ms) {
+            Ok(Lookup::Recorded { expires_ms }) => Io::Done(LookupEnd::Duplicate { expires_ms }),
+            Ok(Lookup::Absent) => Io::Done(LookupEnd::Forward),
+            Err(error) => {
+                self.spent_ms = self.spent_ms.saturating_add(answer.elapsed_ms);
+                match store.retry(&error, self.attempt, self.spent_ms) {
+                    Some(timeout_ms) => {
+                        self.attempt += 1;
+                        Io::Send {
+                            call: store.range(&self.identity),
+                            timeout_ms,
+                        }
+                    }
+                    None => Io::Done(LookupEnd::Failed {
+                        error,
+                        policy: store.on_error,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl StoreRecord {
+    /// Feed the answer of the last `Send`.
+    pub fn on_answer(&mut self, store: &EtcdStore, answer: &Answer<'_>) -> RecordStep {
+        let parsed = match self.stage {
+            RecordStage::Granting => parse_grant(answer).map(Ok),
+            RecordStage::Inserting { .. } => parse_txn(answer).map(Err),
+        };
+        match parsed {
+            Ok(Ok(lease)) => {
+                self.stage = RecordStage::Inserting { lease };
+                RecordStep {
+                    cache_lease: Some(store.lease_slot(lease, self.now_ms)),
+                    io: self.send(store, store.insert(&self.identity, self.expires_ms, lease)),
+                }
+            }
+            Ok(Err(inserted)) => RecordStep {
+                cache_lease: None,
+                io: Io::Done(RecordEnd::Recorded(inserted)),
+            },
+            Err(StoreError::LeaseNotFound) if !self.regranted => {
+                // The cached lease is gone (revoked, or the cluster lost its data): grant anew.
+                self.regranted = true;
+                self.stage = RecordStage::Granting;
+                RecordStep {
+                    cache_lease: None,
+                    io: self.send(store, store.grant()),
+                }
+            }
+            Err(error) => {
+                self.spent_ms = self.spent_ms.saturating_add(answer.elapsed_ms);
+                let io = match store.retry(&error, self.attempt, self.spent_ms) {
+                    Some(timeout_ms) => {
+                        self.attempt += 1;
+                        let call = match self.stage {
+                            RecordStage::Granting => store.grant(),
+                            RecordStage::Inserting { lease } => {
+                                store.insert(&self.identity, self.expires_ms, lease)
+                            }
+                        };
+                        Io::Send { call, timeout_ms }
+                    }
+                    None => Io::Done(RecordEnd::Failed(error)),
+                };
+                RecordStep {
+                    cache_lease: None,
+                    io,
+                }
+            }
+        }
+    }
+
+    /// A follow-up call (a new step of the sequence gets the whole timeout).
+    fn send(&mut self, store: &EtcdStore, call: Call) -> Io<RecordEnd> {
+        self.attempt = 0;
+        self.spent_ms = 0;
+        Io::Send {
+            call,
+            timeout_ms: store.timeout_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +795,7 @@ mod tests {
             status: Some(200),
             body: body.as_bytes(),
             elapsed_ms: 1,
+            timeout_ms: 250,
         }
     }
 
@@ -627,6 +847,7 @@ mod tests {
                 status: Some(status),
                 body: body.as_bytes(),
                 elapsed_ms: 1,
+                timeout_ms: 250,
             })
         };
         let range = |a: &Answer<'_>| format!("{:?}", parse_range(&s, &ident, a, expires - 1));
@@ -635,11 +856,11 @@ mod tests {
             parse("range_found", &range),
             format!("Ok(Recorded {{ expires_ms: {expires} }})")
         );
-        let txn = |a: &Answer<'_>| format!("{:?}", parse_txn(&s, a));
+        let txn = |a: &Answer<'_>| format!("{:?}", parse_txn(a));
         assert_eq!(parse("txn_created", &txn), "Ok(Created)");
         assert_eq!(parse("txn_exists", &txn), "Ok(AlreadyRecorded)");
         assert_eq!(parse("lease_not_found", &txn), "Err(LeaseNotFound)");
-        let grant = |a: &Answer<'_>| format!("{:?}", parse_grant(&s, a));
+        let grant = |a: &Answer<'_>| format!("{:?}", parse_grant(a));
         let id = g["answers"]["grant"]["body"]["ID"].as_str().unwrap();
         assert_eq!(parse("grant", &grant), format!("Ok({id})"));
     }
@@ -834,37 +1055,36 @@ mod tests {
 
     #[test]
     fn txn_answers_succeeded_absent_is_false() {
-        let s = store();
         let created = format!(
             r#"{{{HDR},"succeeded":true,"responses":[{{"response_put":{{"header":{{"revision":"2"}}}}}}]}}"#
         );
-        assert_eq!(parse_txn(&s, &ok(&created)), Ok(Inserted::Created));
+        assert_eq!(parse_txn(&ok(&created)), Ok(Inserted::Created));
         // a failed compare: no `succeeded` field at all (measured on etcd 3.4)
         assert_eq!(
-            parse_txn(&s, &ok(&format!("{{{HDR}}}"))),
+            parse_txn(&ok(&format!("{{{HDR}}}"))),
             Ok(Inserted::AlreadyRecorded)
         );
         assert_eq!(
-            parse_txn(&s, &ok(&format!("{{{HDR},\"succeeded\":false}}"))),
+            parse_txn(&ok(&format!("{{{HDR},\"succeeded\":false}}"))),
             Ok(Inserted::AlreadyRecorded)
         );
         assert!(matches!(
-            parse_txn(&s, &ok("{}")),
+            parse_txn(&ok("{}")),
             Err(StoreError::Malformed(_))
         ));
         let lease_gone = Answer {
             status: Some(404),
             body: br#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#,
             elapsed_ms: 2,
+            timeout_ms: 250,
         };
-        assert_eq!(parse_txn(&s, &lease_gone), Err(StoreError::LeaseNotFound));
+        assert_eq!(parse_txn(&lease_gone), Err(StoreError::LeaseNotFound));
     }
 
     #[test]
     fn grant_answers() {
-        let s = store();
         let good = format!(r#"{{{HDR},"ID":"7607321065846216710","TTL":"66"}}"#);
-        assert_eq!(parse_grant(&s, &ok(&good)), Ok(7_607_321_065_846_216_710));
+        assert_eq!(parse_grant(&ok(&good)), Ok(7_607_321_065_846_216_710));
         for bad in [
             format!(r#"{{{HDR},"TTL":"66"}}"#),
             format!(r#"{{{HDR},"ID":"x","TTL":"66"}}"#),
@@ -873,7 +1093,7 @@ mod tests {
             r#"{"ID":"5","TTL":"66"}"#.to_string(),
         ] {
             assert!(
-                matches!(parse_grant(&s, &ok(&bad)), Err(StoreError::Malformed(_))),
+                matches!(parse_grant(&ok(&bad)), Err(StoreError::Malformed(_))),
                 "{bad}"
             );
         }
@@ -886,6 +1106,7 @@ mod tests {
             status,
             body: body.as_bytes(),
             elapsed_ms,
+            timeout_ms: 250,
         };
         let a = id(1);
         let check = |answer: Answer<'_>| parse_range(&s, &a, &answer, 0);
@@ -894,6 +1115,16 @@ mod tests {
             Err(StoreError::Timeout)
         );
         assert_eq!(check(ans(None, "", 251)), Err(StoreError::Timeout));
+        // a retry sent with the time left (100 ms) that used it all
+        let retry = Answer {
+            timeout_ms: 100,
+            ..ans(None, "", 95)
+        };
+        assert_eq!(check(retry), Err(StoreError::Timeout));
+        assert_eq!(
+            check(ans(Some(504), "upstream request timeout", 40)),
+            Err(StoreError::Timeout)
+        );
         assert_eq!(
             check(ans(Some(503), "no healthy upstream", 1)),
             Err(StoreError::Unreachable)
@@ -939,6 +1170,149 @@ mod tests {
         assert_eq!(s.retry(&StoreError::Timeout, 0, 5), None);
         assert_eq!(s.retry(&StoreError::LeaseNotFound, 0, 5), None);
         assert_eq!(s.retry(&StoreError::Malformed("x"), 0, 5), None);
+    }
+
+    fn answer(status: Option<u32>, body: &str, elapsed_ms: u64) -> Answer<'_> {
+        Answer {
+            status,
+            body: body.as_bytes(),
+            elapsed_ms,
+            timeout_ms: 250,
+        }
+    }
+
+    fn sent<T: fmt::Debug>(io: &Io<T>) -> (&'static str, u64) {
+        match io {
+            Io::Send { call, timeout_ms } => (call.path, *timeout_ms),
+            Io::Done(end) => panic!("expected a call, got {end:?}"),
+        }
+    }
+
+    #[test]
+    fn lookup_sequence() {
+        let s = store(); // 250 ms, forward
+        let a = id(1);
+        let kb = B64.encode(key(&s.prefix, &a));
+        let found = format!(
+            r#"{{{HDR},"kvs":[{{"key":"{kb}","value":"{}"}}]}}"#,
+            B64.encode("9000")
+        );
+        let (mut l, io) = s.lookup(a);
+        assert_eq!(sent(&io), (RANGE_PATH, 250));
+        assert_eq!(
+            l.on_answer(&s, &answer(Some(200), &found, 2), 8000),
+            Io::Done(LookupEnd::Duplicate { expires_ms: 9000 })
+        );
+        let (mut l, _) = s.lookup(a);
+        assert_eq!(
+            l.on_answer(&s, &answer(Some(200), &format!("{{{HDR}}}"), 2), 8000),
+            Io::Done(LookupEnd::Forward)
+        );
+        // a dead member: retried once with the time left, then the policy
+        let (mut l, _) = s.lookup(a);
+        let io = l.on_answer(&s, &answer(Some(503), "no healthy upstream", 10), 0);
+        assert_eq!(sent(&io), (RANGE_PATH, 240));
+        assert_eq!(
+            l.on_answer(&s, &answer(Some(503), "no healthy upstream", 10), 0),
+            Io::Done(LookupEnd::Failed {
+                error: StoreError::Unreachable,
+                policy: OnError::Forward
+            })
+        );
+        // a retry that finds the record
+        let (mut l, _) = s.lookup(a);
+        let _ = l.on_answer(&s, &answer(None, "", 3), 0);
+        assert_eq!(
+            l.on_answer(&s, &answer(Some(200), &found, 2), 8000),
+            Io::Done(LookupEnd::Duplicate { expires_ms: 9000 })
+        );
+        // no quorum: the timeout, no retry; policy from the configuration
+        let reject = EtcdStore {
+            on_error: OnError::Reject,
+            ..s.clone()
+        };
+        let (mut l, _) = reject.lookup(a);
+        assert_eq!(
+            l.on_answer(
+                &reject,
+                &answer(Some(504), "upstream request timeout", 250),
+                0
+            ),
+            Io::Done(LookupEnd::Failed {
+                error: StoreError::Timeout,
+                policy: OnError::Reject
+            })
+        );
+    }
+
+    #[test]
+    fn record_sequence_grants_once_per_bucket() {
+        let s = store(); // bucket 6 s, TTL 66 s
+        let a = id(1);
+        let grant_ok = format!(r#"{{{HDR},"ID":"77","TTL":"66"}}"#);
+        let created = format!(r#"{{{HDR},"succeeded":true}}"#);
+        // no cached lease: grant, cache it, insert with it
+        let (mut r, io) = s.record(a, 12_500, 60_000, None);
+        assert_eq!(sent(&io), (GRANT_PATH, 250));
+        let step = r.on_answer(&s, &answer(Some(200), &grant_ok, 3));
+        assert_eq!(
+            step.cache_lease,
+            Some(LeaseSlot {
+                bucket: 2,
+                lease: 77
+            })
+        );
+        let Io::Send { call, .. } = &step.io else {
+            panic!("{step:?}")
+        };
+        assert_eq!(*call, s.insert(&a, 72_500, 77));
+        let step = r.on_answer(&s, &answer(Some(200), &created, 3));
+        assert_eq!(step.io, Io::Done(RecordEnd::Recorded(Inserted::Created)));
+        // cached lease of this bucket: straight to the insert; already there is fine
+        let cached = LeaseSlot {
+            bucket: 2,
+            lease: 77,
+        }
+        .encode();
+        let (mut r, io) = s.record(a, 17_000, 60_000, Some(&cached));
+        assert_eq!(
+            io,
+            Io::Send {
+                call: s.insert(&a, 77_000, 77),
+                timeout_ms: 250
+            }
+        );
+        let step = r.on_answer(&s, &answer(Some(200), &format!("{{{HDR}}}"), 3));
+        assert_eq!(
+            step.io,
+            Io::Done(RecordEnd::Recorded(Inserted::AlreadyRecorded))
+        );
+        // next bucket: the cached lease would expire too early, a new one is granted
+        let (_, io) = s.record(a, 18_000, 60_000, Some(&cached));
+        assert_eq!(sent(&io).0, GRANT_PATH);
+        // the cached lease is gone in etcd: grant anew once, then insert
+        let gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+        let (mut r, _) = s.record(a, 17_000, 60_000, Some(&cached));
+        let step = r.on_answer(&s, &answer(Some(404), gone, 2));
+        assert_eq!(sent(&step.io), (GRANT_PATH, 250));
+        let step = r.on_answer(&s, &answer(Some(200), &grant_ok, 3));
+        assert!(step.cache_lease.is_some());
+        let step = r.on_answer(&s, &answer(Some(404), gone, 2));
+        assert_eq!(
+            step.io,
+            Io::Done(RecordEnd::Failed(StoreError::LeaseNotFound)),
+            "only once"
+        );
+        // failures: one fast retry, then given up (the response is not changed)
+        let (mut r, _) = s.record(a, 17_000, 60_000, Some(&cached));
+        let step = r.on_answer(&s, &answer(Some(503), "upstream connect error", 5));
+        assert_eq!(sent(&step.io), (TXN_PATH, 245));
+        let step = r.on_answer(&s, &answer(Some(504), "upstream request timeout", 245));
+        assert_eq!(step.io, Io::Done(RecordEnd::Failed(StoreError::Timeout)));
+        let (mut r, _) = s.record(a, 17_000, 60_000, None);
+        let step = r.on_answer(&s, &answer(None, "", 250));
+        assert_eq!(step.io, Io::Done(RecordEnd::Failed(StoreError::Timeout)));
+        assert_eq!(step.cache_lease, None);
     }
 
     #[test]
