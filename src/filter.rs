@@ -16,6 +16,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::{Config, RouteScheme};
+use crate::dedup::etcd::{Answer, Call, EtcdStore, Io, LookupEnd, OnError, RecordEnd};
+use crate::dedup::etcd::{StoreError, StoreLookup, StoreRecord};
 use crate::headers::must_strip;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
 use crate::ops::{Mode, RejectionLog};
@@ -321,6 +323,7 @@ impl RootContext for GuardRoot {
             log_scheme: "-",
             log_partner: None,
             dedup_record: None,
+            store_op: None,
             context_id,
             watch: Rc::clone(&self.watch),
             watched: false,
@@ -361,6 +364,8 @@ struct GuardHttp {
     log_partner: Option<String>,
     /// A forwarded verified delivery to record for de-duplication if the backend answers 2xx.
     dedup_record: Option<DedupRecord>,
+    /// A fleet-store (etcd) call in flight, and what it is for.
+    store_op: Option<(StoreOp, InFlight)>,
     context_id: u32,
     watch: Rc<RefCell<HoldWatch>>,
     /// Registered in `watch` (held on headers, no body callback yet).
@@ -372,16 +377,65 @@ struct GuardHttp {
 }
 
 struct DedupRecord {
+    route: usize,
     shared_key: String,
     identity: crate::dedup::Identity,
     window_ms: u64,
+}
+
+/// A dispatched fleet-store call.
+struct InFlight {
+    token: u32,
+    sent_ms: u64,
+    timeout_ms: u64,
+}
+
+/// What a fleet-store call in flight is for.
+enum StoreOp {
+    /// The lookup before forwarding a verified delivery (paused at the end of its body).
+    Lookup {
+        seq: StoreLookup,
+        record: DedupRecord,
+        verified: String,
+        metric: Option<Metric>,
+        key_id: String,
+    },
+    /// The record after a 2xx answer (response headers paused).
+    Record { seq: StoreRecord, route: usize },
+}
+
+/// The fleet store of a route, if it has one.
+fn route_store(config: &Config, route: usize) -> Option<&EtcdStore> {
+    config.routes.get(route)?.dedup.as_ref()?.store.as_ref()
+}
+
+/// Send one fleet-store call to the store's Envoy cluster.
+fn dispatch(store: &EtcdStore, call: &Call, timeout_ms: u64) -> Result<InFlight, String> {
+    let headers = store.headers(call).to_vec();
+    hostcalls::dispatch_http_call(
+        &store.cluster,
+        headers,
+        Some(call.body.as_bytes()),
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+    .map(|token| InFlight {
+        token,
+        sent_ms: now_ms(),
+        timeout_ms,
+    })
+    .map_err(|status| format!("{status:?}"))
 }
 
 /// Attempts at a compare-and-swap write of a de-duplication slot before giving up (forwarding a
 /// later duplicate is the safe direction).
 const DEDUP_CAS_ATTEMPTS: usize = 4;
 
-impl Context for GuardHttp {}
+impl Context for GuardHttp {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
+        self.store_answered(token, body_size);
+    }
+}
 
 impl Drop for GuardHttp {
     fn drop(&mut self) {
@@ -468,9 +522,42 @@ impl GuardHttp {
         Action::Continue
     }
 
+    /// Answer a recorded duplicate locally (200, `x-lf-duplicate: true`).
+    fn duplicate_reply(&mut self, route: usize, key_id: &str, identity: &crate::dedup::Identity) {
+        info!(
+            "lf-webhook-guard: duplicate request_id={} route={} scheme={} key={} dedup_id={} \
+             status=200 action=local_reply",
+            self.request_id,
+            self.route_name(route),
+            self.log_scheme,
+            key_id,
+            identity.short()
+        );
+        self.count(Metric::DuplicatesAnswered);
+        let body = format!(
+            "{{\"status\":\"duplicate\",\"request_id\":\"{}\"}}",
+            self.request_id
+        );
+        let headers = vec![
+            ("content-type", "application/json"),
+            ("x-lf-duplicate", "true"),
+        ];
+        if let Err(status) = hostcalls::send_http_response(200, headers, Some(body.as_bytes())) {
+            error!("lf-webhook-guard: cannot send duplicate reply: {status:?}; resetting");
+            let _ = hostcalls::reset_http_request();
+        }
+        self.state = State::Rejected;
+    }
+
     /// Count an accepted request (verified per scheme and key, or unsigned).
     fn count_accepted(&self, accepted: &Accepted<'_>) {
-        let metric = match accepted {
+        if let Some(metric) = self.accepted_metric(accepted) {
+            self.count(metric);
+        }
+    }
+
+    fn accepted_metric(&self, accepted: &Accepted<'_>) -> Option<Metric> {
+        match accepted {
             Accepted::Unsigned => Some(Metric::UnsignedAllowed),
             Accepted::Verified { scheme, key_id } => self
                 .config
@@ -480,9 +567,6 @@ impl GuardHttp {
                     scheme: *scheme,
                     key,
                 }),
-        };
-        if let Some(metric) = metric {
-            self.count(metric);
         }
     }
 
@@ -515,45 +599,244 @@ impl GuardHttp {
             }
         };
         if crate::dedup::is_duplicate(stored.as_deref(), &identity, now) {
-            info!(
-                "lf-webhook-guard: duplicate request_id={} route={} scheme={} key={} dedup_id={} \
-                 status=200 action=local_reply",
-                self.request_id,
-                route.name,
-                pending.scheme().name(),
-                key_id,
-                identity.short()
-            );
-            self.count(Metric::DuplicatesAnswered);
-            let body = format!(
-                "{{\"status\":\"duplicate\",\"request_id\":\"{}\"}}",
-                self.request_id
-            );
-            let headers = vec![
-                ("content-type", "application/json"),
-                ("x-lf-duplicate", "true"),
-            ];
-            if let Err(status) = hostcalls::send_http_response(200, headers, Some(body.as_bytes()))
-            {
-                error!("lf-webhook-guard: cannot send duplicate reply: {status:?}; resetting");
-                let _ = hostcalls::reset_http_request();
-            }
-            self.state = State::Rejected;
+            self.count_accepted(accepted);
+            self.duplicate_reply(pending.route, key_id, &identity);
             return Some(Action::Pause);
         }
-        self.dedup_record = Some(DedupRecord {
+        let record = DedupRecord {
+            route: pending.route,
             shared_key,
             identity,
             window_ms: dedup.window_ms,
-        });
-        None
+        };
+        let Some(store) = dedup.store.as_ref() else {
+            self.dedup_record = Some(record);
+            return None;
+        };
+        let (seq, io) = store.lookup(identity);
+        let op = StoreOp::Lookup {
+            seq,
+            record,
+            verified: accepted.header_value(),
+            metric: self.accepted_metric(accepted),
+            key_id: key_id.to_string(),
+        };
+        Some(self.store_io(store, op, io))
     }
 
-    /// The backend answered: record a remembered delivery if the status is 2xx.
-    fn dedup_record_response(&mut self) {
-        let Some(rec) = self.dedup_record.take() else {
-            return;
+    /// Send the next call of a store operation (or finish it).
+    fn store_io(&mut self, store: &EtcdStore, op: StoreOp, io: Io<LookupEnd>) -> Action {
+        match io {
+            Io::Done(end) => self.lookup_done(op, end),
+            Io::Send { call, timeout_ms } => match dispatch(store, &call, timeout_ms) {
+                Ok(flight) => {
+                    self.store_op = Some((op, flight));
+                    Action::Pause
+                }
+                Err(status) => {
+                    debug!("lf-webhook-guard: dedup store dispatch failed: {status}");
+                    let StoreOp::Lookup {
+                        mut seq,
+                        record,
+                        verified,
+                        metric,
+                        key_id,
+                    } = op
+                    else {
+                        return Action::Continue;
+                    };
+                    let failed = Answer {
+                        status: None,
+                        body: b"",
+                        elapsed_ms: 0,
+                        timeout_ms,
+                    };
+                    let io = seq.on_answer(store, &failed, now_ms());
+                    let op = StoreOp::Lookup {
+                        seq,
+                        record,
+                        verified,
+                        metric,
+                        key_id,
+                    };
+                    self.store_io(store, op, io)
+                }
+            },
+        }
+    }
+
+    /// One warn line per store failure: the operation, the error class, the request, the route
+    /// and the short de-dup id (never a key, a body or a signature).
+    fn store_failed(
+        &self,
+        op: &str,
+        route: usize,
+        identity: &crate::dedup::Identity,
+        error: &StoreError,
+        action: &str,
+    ) {
+        self.count(if error.is_timeout() {
+            Metric::DedupStoreTimeouts
+        } else {
+            Metric::DedupStoreErrors
+        });
+        warn!(
+            "lf-webhook-guard: dedup store failure op={op} error={error} request_id={} route={} \
+             dedup_id={} action={action}",
+            self.request_id,
+            self.route_name(route),
+            identity.short()
+        );
+    }
+
+    /// The lookup finished: answer the duplicate, forward, or apply `on_error`.
+    fn lookup_done(&mut self, op: StoreOp, end: LookupEnd) -> Action {
+        let StoreOp::Lookup {
+            record,
+            verified,
+            metric,
+            key_id,
+            ..
+        } = op
+        else {
+            return Action::Continue;
         };
+        if let Some(m) = metric {
+            self.count(m);
+        }
+        match end {
+            LookupEnd::Duplicate { expires_ms } => {
+                self.count(Metric::DedupStoreHits);
+                // First tier: this replica answers the next copy without a store call.
+                let now = now_ms();
+                self.local_record(&record, now, expires_ms.saturating_sub(now));
+                self.duplicate_reply(record.route, &key_id, &record.identity);
+                Action::Pause
+            }
+            LookupEnd::Forward => self.forward_after_lookup(record, verified),
+            LookupEnd::Failed { error, policy } => {
+                self.store_failed(
+                    "lookup",
+                    record.route,
+                    &record.identity,
+                    &error,
+                    policy.name(),
+                );
+                match policy {
+                    OnError::Forward => self.forward_after_lookup(record, verified),
+                    OnError::Reject => {
+                        let route = Some(record.route);
+                        self.reject(
+                            route,
+                            Rejection::new(
+                                Reason::DedupStoreUnavailable,
+                                "dedup store lookup failed (on_error: reject)",
+                            ),
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward a verified delivery after its lookup; it is recorded if the backend answers 2xx.
+    fn forward_after_lookup(&mut self, record: DedupRecord, verified: String) -> Action {
+        let route = record.route;
+        self.dedup_record = Some(record);
+        if !self.headers_continued
+            && hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                VERIFIED_HEADER,
+                Some(&verified),
+            )
+            .is_err()
+        {
+            return self.internal(Some(route), "cannot set x-lf-verified");
+        }
+        self.state = State::Passthrough;
+        Action::Continue
+    }
+
+    /// Write a delivery into this replica's table (one compare-and-swap attempt per try).
+    fn local_record(&self, rec: &DedupRecord, now: u64, window_ms: u64) {
+        for _ in 0..DEDUP_CAS_ATTEMPTS {
+            let Ok((stored, cas)) = hostcalls::get_shared_data(&rec.shared_key) else {
+                return;
+            };
+            let (value, _) = crate::dedup::record(stored.as_deref(), &rec.identity, now, window_ms);
+            match hostcalls::set_shared_data(&rec.shared_key, Some(&value), cas) {
+                Err(proxy_wasm::types::Status::CasMismatch) => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// The backend answered: record a remembered delivery if the status is 2xx, here and (the
+    /// response then waits for it) in the fleet store.
+    fn dedup_record_response(&mut self) -> Action {
+        let Some(rec) = self.dedup_record.take() else {
+            return Action::Continue;
+        };
+        let config = self.config.clone();
+        let store = config.as_deref().and_then(|c| route_store(c, rec.route));
+        if !self.dedup_record_local(&rec) {
+            return Action::Continue;
+        }
+        let Some(store) = store else {
+            return Action::Continue;
+        };
+        let lease_key = store.lease_shared_key();
+        let cached = hostcalls::get_shared_data(&lease_key)
+            .ok()
+            .and_then(|(v, _)| v);
+        let (seq, io) = store.record(rec.identity, now_ms(), rec.window_ms, cached.as_deref());
+        let op = StoreOp::Record {
+            seq,
+            route: rec.route,
+        };
+        self.record_io(store, op, io, &rec.identity)
+    }
+
+    /// Send the next call of a record, or finish it. `Continue`: the response can go on.
+    fn record_io(
+        &mut self,
+        store: &EtcdStore,
+        op: StoreOp,
+        io: Io<RecordEnd>,
+        identity: &crate::dedup::Identity,
+    ) -> Action {
+        let route = match &op {
+            StoreOp::Record { route, .. } => *route,
+            StoreOp::Lookup { record, .. } => record.route,
+        };
+        match io {
+            Io::Done(RecordEnd::Recorded(inserted)) => {
+                if inserted == crate::dedup::etcd::Inserted::Created {
+                    self.count(Metric::DedupStoreRecorded);
+                }
+                Action::Continue
+            }
+            Io::Done(RecordEnd::Failed(error)) => {
+                self.store_failed("record", route, identity, &error, "not_recorded");
+                Action::Continue
+            }
+            Io::Send { call, timeout_ms } => match dispatch(store, &call, timeout_ms) {
+                Ok(flight) => {
+                    self.store_op = Some((op, flight));
+                    Action::Pause
+                }
+                Err(status) => {
+                    let error = StoreError::Unreachable;
+                    debug!("lf-webhook-guard: dedup store dispatch failed: {status}");
+                    self.store_failed("record", route, identity, &error, "not_recorded");
+                    Action::Continue
+                }
+            },
+        }
+    }
+
+    /// Record in this replica's table after a 2xx; false if the status is not 2xx.
+    fn dedup_record_local(&mut self, rec: &DedupRecord) -> bool {
         let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
@@ -563,14 +846,14 @@ impl GuardHttp {
                 "lf-webhook-guard: not recorded for dedup request_id={} status={status:?}",
                 self.request_id
             );
-            return;
+            return false;
         }
         for _ in 0..DEDUP_CAS_ATTEMPTS {
             let (stored, cas) = match hostcalls::get_shared_data(&rec.shared_key) {
                 Ok(found) => found,
                 Err(status) => {
                     warn!("lf-webhook-guard: dedup read failed ({status:?}); not recorded");
-                    return;
+                    return true;
                 }
             };
             let (value, evicts) =
@@ -581,16 +864,94 @@ impl GuardHttp {
                     if evicts {
                         self.count(Metric::DedupEvictions);
                     }
-                    return;
+                    return true;
                 }
                 Err(proxy_wasm::types::Status::CasMismatch) => continue,
                 Err(status) => {
                     warn!("lf-webhook-guard: dedup write failed ({status:?}); not recorded");
-                    return;
+                    return true;
                 }
             }
         }
         debug!("lf-webhook-guard: dedup slot busy; not recorded");
+        true
+    }
+
+    /// A fleet-store call answered (or failed): feed it to its sequence and act on the result.
+    fn store_answered(&mut self, token: u32, body_size: usize) {
+        let Some((op, flight)) = self.store_op.take() else {
+            return;
+        };
+        if flight.token != token {
+            self.store_op = Some((op, flight));
+            return;
+        }
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let route = match &op {
+            StoreOp::Record { route, .. } => *route,
+            StoreOp::Lookup { record, .. } => record.route,
+        };
+        let Some(store) = route_store(&config, route) else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok());
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let now = now_ms();
+        let answer = Answer {
+            status,
+            body: &body,
+            elapsed_ms: now.saturating_sub(flight.sent_ms),
+            timeout_ms: flight.timeout_ms,
+        };
+        match op {
+            StoreOp::Lookup {
+                mut seq,
+                record,
+                verified,
+                metric,
+                key_id,
+            } => {
+                let io = seq.on_answer(store, &answer, now);
+                let op = StoreOp::Lookup {
+                    seq,
+                    record,
+                    verified,
+                    metric,
+                    key_id,
+                };
+                if self.store_io(store, op, io) == Action::Continue {
+                    if let Err(status) = hostcalls::resume_http_request() {
+                        error!("lf-webhook-guard: cannot resume the request: {status:?}");
+                    }
+                }
+            }
+            StoreOp::Record { mut seq, route } => {
+                let step = seq.on_answer(store, &answer);
+                if let Some(slot) = step.cache_lease {
+                    let key = store.lease_shared_key();
+                    if let Err(status) =
+                        hostcalls::set_shared_data(&key, Some(&slot.encode()), None)
+                    {
+                        debug!("lf-webhook-guard: cannot cache the dedup lease: {status:?}");
+                    }
+                }
+                let identity = seq.identity();
+                let op = StoreOp::Record { seq, route };
+                if self.record_io(store, op, step.io, &identity) == Action::Continue {
+                    if let Err(status) = hostcalls::resume_http_response() {
+                        error!("lf-webhook-guard: cannot resume the response: {status:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// Mark the request upstream and let it go.
@@ -697,7 +1058,6 @@ impl GuardHttp {
         match config.verify_body(&pending, &body, now_ms()) {
             Ok(accepted) => {
                 if let Some(action) = self.dedup_check(&config, &pending, &body, &accepted) {
-                    self.count_accepted(&accepted);
                     return action;
                 }
                 self.accept(pending.route, accepted)
@@ -838,8 +1198,25 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.dedup_record_response();
-        Action::Continue
+        self.dedup_record_response()
+    }
+
+    /// While the fleet store records the delivery the response stays paused: a body callback
+    /// that returned Continue would let the paused headers go too.
+    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if matches!(self.store_op, Some((StoreOp::Record { .. }, _))) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if matches!(self.store_op, Some((StoreOp::Record { .. }, _))) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {

@@ -52,6 +52,8 @@ pub struct Dedup {
     /// Namespace of the table in proxy-wasm shared data: `global` for the top-level setting,
     /// `route.<name>` for a route's own setting.
     pub table: String,
+    /// The fleet-wide store (`store`), if any: see [`crate::dedup::etcd`].
+    pub store: Option<crate::dedup::etcd::EtcdStore>,
 }
 
 /// Parse a `dedup` value: an object `{"window_seconds": N, "max_entries": M}`, or (routes only,
@@ -76,11 +78,11 @@ pub fn compile_dedup(
     };
     if let Some(unknown) = obj
         .keys()
-        .find(|k| !matches!(k.as_str(), "window_seconds" | "max_entries"))
+        .find(|k| !matches!(k.as_str(), "window_seconds" | "max_entries" | "store"))
     {
         return Err(ConfigError::new(
             format!("{field}.{unknown}"),
-            "unknown field (expected `window_seconds`, `max_entries`)",
+            "unknown field (expected `window_seconds`, `max_entries`, `store`)",
         ));
     }
     let window = match obj.get("window_seconds").map(serde_json::Value::as_u64) {
@@ -108,10 +110,15 @@ pub fn compile_dedup(
             ))
         }
     };
+    let store = obj
+        .get("store")
+        .map(|v| crate::dedup::etcd::compile(v, &format!("{field}.store"), window * 1000))
+        .transpose()?;
     Ok(Some(Dedup {
         window_ms: window * 1000,
         max_entries: u32::try_from(entries).unwrap_or(u32::MAX),
         table,
+        store,
     }))
 }
 

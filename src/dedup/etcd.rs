@@ -179,6 +179,36 @@ pub fn compile(
     })
 }
 
+/// The fleet stores of `config` whose Envoy cluster is not among `clusters` (the cluster names
+/// an Envoy configuration defines): one error per `dedup` block, naming its `cluster` field
+/// (`dedup.store.etcd.cluster`, or `routes[i].dedup.store.etcd.cluster` for a route's own).
+pub fn undefined_clusters(config: &crate::config::Config, clusters: &[String]) -> Vec<ConfigError> {
+    let mut out: Vec<ConfigError> = Vec::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let Some(dedup) = &route.dedup else { continue };
+        let Some(store) = &dedup.store else { continue };
+        if clusters.contains(&store.cluster) {
+            continue;
+        }
+        let field = if dedup.table == "global" {
+            "dedup.store.etcd.cluster".to_string()
+        } else {
+            format!("routes[{i}].dedup.store.etcd.cluster")
+        };
+        if out.iter().all(|e| e.field != field) {
+            out.push(ConfigError::new(
+                field,
+                format!(
+                    "Envoy cluster `{}` is not defined in this configuration: the filter's calls \
+                     to the de-duplication store would fail (on_error applies to every delivery)",
+                    store.cluster
+                ),
+            ));
+        }
+    }
+    out
+}
+
 // ------------------------------------------------------------------------------------------
 // Keys, values, request bodies
 // ------------------------------------------------------------------------------------------
@@ -710,6 +740,11 @@ impl StoreLookup {
 }
 
 impl StoreRecord {
+    /// The delivery being recorded.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
     /// Feed the answer of the last `Send`.
     pub fn on_answer(&mut self, store: &EtcdStore, answer: &Answer<'_>) -> RecordStep {
         let parsed = match self.stage {
@@ -863,6 +898,38 @@ mod tests {
         let grant = |a: &Answer<'_>| format!("{:?}", parse_grant(a));
         let id = g["answers"]["grant"]["body"]["ID"].as_str().unwrap();
         assert_eq!(parse("grant", &grant), format!("Ok({id})"));
+    }
+
+    #[test]
+    fn undefined_clusters_name_the_field() {
+        let config = crate::config::Config::from_json(
+            br#"{"keys":[{"id":"k","secret":"s"}],
+                 "dedup":{"window_seconds":60,"store":{"etcd":{"cluster":"etcd","on_error":"forward"}}},
+                 "routes":[{"name":"a","path_prefix":"/a/"},
+                           {"name":"b","path_prefix":"/b/","dedup":{"window_seconds":5,
+                             "store":{"etcd":{"cluster":"other","on_error":"reject"}}}},
+                           {"name":"c","path_prefix":"/c/","dedup":false}]}"#,
+            |_| None,
+        )
+        .unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let fields = |clusters: &[&str]| {
+            undefined_clusters(&config, &names(clusters))
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(&["backend"]),
+            [
+                "dedup.store.etcd.cluster",
+                "routes[1].dedup.store.etcd.cluster"
+            ]
+        );
+        assert_eq!(fields(&["etcd"]), ["routes[1].dedup.store.etcd.cluster"]);
+        assert!(fields(&["etcd", "other"]).is_empty());
+        let err = &undefined_clusters(&config, &names(&[]))[0];
+        assert!(err.message.contains("`etcd`"), "{}", err.message);
     }
 
     #[test]
