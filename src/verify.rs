@@ -367,50 +367,36 @@ impl Config {
         body: &[u8],
         now_ms: u64,
     ) -> Result<Accepted<'_>, Rejection> {
+        self.verify_body_logged(pending, body, now_ms)
+            .map_err(|(rejection, _)| rejection)
+    }
+
+    /// [`Config::verify_body`], parsing the body once: a rejection also carries the partner the
+    /// body names (the route's `partner_field`) when the body parsed, for the log line only:
+    /// unverified (sanitize before logging). The same value as [`Pending::partner_hint`].
+    pub fn verify_body_logged(
+        &self,
+        pending: &Pending,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Accepted<'_>, (Rejection, Option<String>)> {
         let route = self
             .routes
             .get(pending.route)
-            .ok_or(reject(Reason::InternalError, "unknown route"))?;
+            .ok_or((reject(Reason::InternalError, "unknown route"), None))?;
         if body.len() > self.max_body_bytes {
-            return Err(reject(Reason::BodyTooLarge, "body above max_body_bytes"));
+            return Err((
+                reject(Reason::BodyTooLarge, "body above max_body_bytes"),
+                None,
+            ));
         }
         match &pending.signature {
             Signature::Md5(header) => {
-                let params = Params::parse(pending.media, body, &self.md5)?;
+                let params =
+                    Params::parse(pending.media, body, &self.md5).map_err(|r| (r, None))?;
                 let partner = params.get(&route.partner_field).map(|v| v.as_str());
-                let mut signer = Md5Signer::new();
-                md5_prefix(&params, self.md5.empty_values, |b| signer.update(b));
-                let secrets = route
-                    .md5_keys
-                    .iter()
-                    .filter_map(|&k| self.keys.get(k))
-                    .map(|k| k.secret.expose());
-                let matched = signer.verify(header, secrets)?;
-                let key = route
-                    .md5_keys
-                    .get(matched)
-                    .and_then(|&k| self.keys.get(k))
-                    .ok_or(reject(Reason::InvalidSignature, "signature mismatch"))?;
-                check_key_partner(route, key, partner)?;
-                if let Some(window) = &route.freshness {
-                    let sent = params
-                        .get(&window.body_field)
-                        .and_then(|v| {
-                            freshness::parse_body_time(
-                                v.as_str(),
-                                window.body_field_utc_offset_minutes,
-                            )
-                        })
-                        .ok_or(reject(
-                            Reason::StaleNotification,
-                            "no parseable timestamp field",
-                        ))?;
-                    freshness::check(window, sent, now_ms)?;
-                }
-                Ok(Accepted::Verified {
-                    scheme: Scheme::Md5,
-                    key_id: &key.id,
-                })
+                self.verify_md5(route, header, &params, partner, now_ms)
+                    .map_err(|r| (r, partner.map(str::to_string)))
             }
             Signature::Cube {
                 key,
@@ -418,26 +404,91 @@ impl Config {
                 prefix,
                 timestamp_ms,
             } => {
-                let json = Json::parse(body)?;
+                let json = Json::parse(body).map_err(|r| (r, None))?;
                 let partner = json.top_level_str(&route.partner_field);
-                let key = self
-                    .keys
-                    .get(*key)
-                    .ok_or(reject(Reason::InternalError, "unknown key"))?;
-                let mut signer = CubeSigner::new(key.secret.expose());
-                signer.update(prefix);
-                cube_json(&json, &mut |b: &[u8]| signer.update(b));
-                signer.verify(mac)?;
-                check_key_partner(route, key, partner)?;
-                if let Some(window) = &route.freshness {
-                    freshness::check(window, *timestamp_ms, now_ms)?;
-                }
-                Ok(Accepted::Verified {
-                    scheme: Scheme::Cube,
-                    key_id: &key.id,
-                })
+                self.verify_cube(
+                    route,
+                    *key,
+                    mac,
+                    prefix,
+                    *timestamp_ms,
+                    &json,
+                    partner,
+                    now_ms,
+                )
+                .map_err(|r| (r, partner.map(str::to_string)))
             }
         }
+    }
+
+    fn verify_md5(
+        &self,
+        route: &Route,
+        header: &[u8],
+        params: &Params<'_>,
+        partner: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Accepted<'_>, Rejection> {
+        let mut signer = Md5Signer::new();
+        md5_prefix(params, self.md5.empty_values, |b| signer.update(b));
+        let secrets = route
+            .md5_keys
+            .iter()
+            .filter_map(|&k| self.keys.get(k))
+            .map(|k| k.secret.expose());
+        let matched = signer.verify(header, secrets)?;
+        let key = route
+            .md5_keys
+            .get(matched)
+            .and_then(|&k| self.keys.get(k))
+            .ok_or(reject(Reason::InvalidSignature, "signature mismatch"))?;
+        check_key_partner(route, key, partner)?;
+        if let Some(window) = &route.freshness {
+            let sent = params
+                .get(&window.body_field)
+                .and_then(|v| {
+                    freshness::parse_body_time(v.as_str(), window.body_field_utc_offset_minutes)
+                })
+                .ok_or(reject(
+                    Reason::StaleNotification,
+                    "no parseable timestamp field",
+                ))?;
+            freshness::check(window, sent, now_ms)?;
+        }
+        Ok(Accepted::Verified {
+            scheme: Scheme::Md5,
+            key_id: &key.id,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn verify_cube(
+        &self,
+        route: &Route,
+        key: usize,
+        mac: &[u8; 20],
+        prefix: &[u8],
+        timestamp_ms: u64,
+        json: &Json<'_>,
+        partner: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Accepted<'_>, Rejection> {
+        let key = self
+            .keys
+            .get(key)
+            .ok_or(reject(Reason::InternalError, "unknown key"))?;
+        let mut signer = CubeSigner::new(key.secret.expose());
+        signer.update(prefix);
+        cube_json(json, &mut |b: &[u8]| signer.update(b));
+        signer.verify(mac)?;
+        check_key_partner(route, key, partner)?;
+        if let Some(window) = &route.freshness {
+            freshness::check(window, timestamp_ms, now_ms)?;
+        }
+        Ok(Accepted::Verified {
+            scheme: Scheme::Cube,
+            key_id: &key.id,
+        })
     }
 }
 

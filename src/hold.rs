@@ -1,0 +1,194 @@
+//! Hold mode's watchdog, the pure part: which requests are held, when each was last heard from,
+//! and what an expired hold is answered (408 `request_timeout` or 500 `filter_misconfigured`).
+//!
+//! One [`HoldWatch`] per worker is shared by the root context (which calls [`HoldWatch::expire`]
+//! on every tick and answers the expired requests through their context ids) and the request
+//! state machines of [`crate::flow`] (which register when they pause on headers, refresh their
+//! entry on every body chunk and leave at the end of the body, or when they end).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::verdict::Reason;
+
+/// Held requests of one worker.
+#[derive(Debug, Default)]
+pub struct HoldWatch {
+    held: HashMap<u32, Held>,
+    /// A body callback arrived after a header hold on this worker: Envoy does deliver bodies to
+    /// held requests (`allow_on_headers_stop_iteration` is set), so a later timeout is a stalled
+    /// client (408), not a misconfiguration (500).
+    body_after_hold_seen: bool,
+}
+
+/// One held request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// When the request was held, or when its latest body chunk arrived.
+    pub since_ms: u64,
+    pub request_id: String,
+    pub route: String,
+    /// Part of the body arrived: a timeout now is a client that stalled mid-body (408).
+    pub body_started: bool,
+}
+
+/// A held request whose watchdog expired, and the decision about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The HTTP context to answer.
+    pub context_id: u32,
+    pub held: Held,
+    /// [`Reason::RequestTimeout`] or [`Reason::FilterMisconfigured`].
+    pub reason: Reason,
+    pub detail: &'static str,
+}
+
+/// How often the root context scans held requests: a fifth of the timeout, 20 ms..1 s; zero (no
+/// timer) in buffer mode or without a timeout.
+pub fn tick_period(config: &Config) -> Duration {
+    if config.hold_headers && config.hold_timeout_ms > 0 {
+        Duration::from_millis((config.hold_timeout_ms / 5).clamp(20, 1000))
+    } else {
+        Duration::ZERO
+    }
+}
+
+impl HoldWatch {
+    /// Register a request paused on its headers.
+    pub fn hold(&mut self, context_id: u32, held: Held) {
+        self.held.insert(context_id, held);
+    }
+
+    /// Leave the watch (decided, or gone).
+    pub fn leave(&mut self, context_id: u32) {
+        self.held.remove(&context_id);
+    }
+
+    /// A body (or trailers) callback arrived for a registered request. At the end of the body
+    /// the request leaves; before it, its clock restarts. Returns false when the watchdog already
+    /// answered the request (it must then stay stopped).
+    pub fn body_arrived(&mut self, context_id: u32, end_of_body: bool, now_ms: u64) -> bool {
+        self.body_after_hold_seen = true;
+        if end_of_body {
+            return self.held.remove(&context_id).is_some();
+        }
+        match self.held.get_mut(&context_id) {
+            Some(held) => {
+                held.since_ms = now_ms;
+                held.body_started = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `context_id` is registered.
+    pub fn is_held(&self, context_id: u32) -> bool {
+        self.held.contains_key(&context_id)
+    }
+
+    /// Take out every request held `timeout_ms` or longer (none when `timeout_ms` is 0) with the
+    /// answer each gets: 408 when the body started or bodies do reach held requests on this
+    /// worker, else 500 (Envoy does not deliver bodies to a filter that paused on headers).
+    pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) -> Vec<Expired> {
+        if timeout_ms == 0 {
+            return Vec::new();
+        }
+        let mut ids: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, h)| now_ms.saturating_sub(h.since_ms) >= timeout_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let body_seen = self.body_after_hold_seen;
+        ids.into_iter()
+            .filter_map(|id| self.held.remove(&id).map(|h| (id, h)))
+            .map(|(context_id, held)| {
+                let (reason, detail) = if held.body_started {
+                    (
+                        Reason::RequestTimeout,
+                        "request body stalled for hold_timeout_ms",
+                    )
+                } else if body_seen {
+                    (
+                        Reason::RequestTimeout,
+                        "no request body within hold_timeout_ms",
+                    )
+                } else {
+                    (
+                        Reason::FilterMisconfigured,
+                        "held request got no body callback: allow_on_headers_stop_iteration missing?",
+                    )
+                };
+                Expired {
+                    context_id,
+                    held,
+                    reason,
+                    detail,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(since_ms: u64) -> Held {
+        Held {
+            since_ms,
+            request_id: "r".into(),
+            route: "linksfield".into(),
+            body_started: false,
+        }
+    }
+
+    #[test]
+    fn no_body_callback_ever_is_a_misconfiguration() {
+        let mut w = HoldWatch::default();
+        w.hold(7, held(1000));
+        assert!(w.expire(1999, 1000).is_empty());
+        let e = w.expire(2000, 1000);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].context_id, 7);
+        assert_eq!(e[0].reason, Reason::FilterMisconfigured);
+        assert!(!w.is_held(7));
+        assert!(w.expire(99_999, 1000).is_empty(), "answered once");
+    }
+
+    #[test]
+    fn bodies_seen_make_it_a_client_timeout() {
+        let mut w = HoldWatch::default();
+        w.hold(1, held(0));
+        assert!(w.body_arrived(1, true, 10));
+        w.hold(2, held(100));
+        let e = w.expire(1100, 1000);
+        assert_eq!(e[0].reason, Reason::RequestTimeout);
+        assert_eq!(e[0].detail, "no request body within hold_timeout_ms");
+    }
+
+    #[test]
+    fn a_chunk_restarts_the_clock_and_a_stall_is_408() {
+        let mut w = HoldWatch::default();
+        w.hold(1, held(0));
+        assert!(w.body_arrived(1, false, 900));
+        assert!(w.expire(1000, 1000).is_empty());
+        let e = w.expire(1900, 1000);
+        assert_eq!(e[0].reason, Reason::RequestTimeout);
+        assert_eq!(e[0].detail, "request body stalled for hold_timeout_ms");
+        assert!(!w.body_arrived(1, false, 2000), "already answered");
+        assert!(!w.body_arrived(1, true, 2000), "already answered");
+    }
+
+    #[test]
+    fn zero_timeout_never_expires_and_leave_forgets() {
+        let mut w = HoldWatch::default();
+        w.hold(1, held(0));
+        assert!(w.expire(u64::MAX, 0).is_empty());
+        w.leave(1);
+        assert!(w.expire(u64::MAX, 1).is_empty());
+    }
+}
