@@ -138,7 +138,7 @@ MATRIX_SUBSET = [
     "test_deploy_files.py::test_envoy_validates_shipped_config[*]",
     "test_deploy_files.py::test_istio_filter_chain_in_real_envoy",
 ]
-PINS_YAML = ["test_hold_watchdog.py::*", "test_deploy_files.py::*"]
+PINS_YAML = ["test_hold_watchdog.py::*", "test_deploy_files.py::*", "test_fleet.py::*", "test_fleet_store.py::*"]
 # Tests asserting what only hold mode can do: name one of several md5 keys in x-lf-verified
 # (buffer mode sets the header before the body says which key matched; README "Responses").
 # The buffer-mode cells deselect them; test_ops_shadow.py adapts itself to the mode instead.
