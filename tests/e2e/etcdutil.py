@@ -255,3 +255,23 @@ def cluster_or_fail() -> EtcdCluster:
     except harness.HarnessError as e:
         c.close()
         pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    """A three-member cluster for the test module (import this fixture and `cluster`)."""
+    c = cluster_or_fail()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def cluster(etcd):
+    """The module's cluster with every member up and no de-dup keys left by an earlier test;
+    members killed by the test are brought back afterwards."""
+    etcd.restore_all()
+    etcd.delete_prefix()
+    yield etcd
+    etcd.restore_all()

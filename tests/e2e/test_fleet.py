@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 import etcdutil
+from etcdutil import cluster, etcd  # noqa: F401 (fixtures)
 import harness
 from e2eutil import sig_json, started, wait_no_upstream_bytes
 from opsutil import lf_stats, notification, post_md5
@@ -33,23 +34,6 @@ TIMEOUT_MS = 300
 WINDOW_S = 120
 ROUTE = "linksfield"
 PATH = "/linksfield/sms"
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    c = etcdutil.cluster_or_fail()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def cluster(etcd):
-    """All members up before and after each test."""
-    etcd.restore_all()
-    yield etcd
-    etcd.restore_all()
 
 
 def plugin_config(mode: str, on_error: str) -> dict:

@@ -16,27 +16,10 @@ import pytest
 
 import etcdutil
 import harness
-from etcdutil import b64, unb64
+from etcdutil import b64, cluster, etcd, unb64  # noqa: F401 (cluster, etcd: fixtures)
 
 GOLDEN = json.loads((harness.REPO / "tests" / "data" / "fleet-etcd-calls.json").read_text())
 RANGE, TXN, GRANT = "/v3/kv/range", "/v3/kv/txn", "/v3/lease/grant"
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    c = etcdutil.cluster_or_fail()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def cluster(etcd):
-    """The module's cluster, all members up, no de-dup keys left from another test."""
-    etcd.restore_all()
-    etcd.delete_prefix()
-    yield etcd
 
 
 def shape(v):
