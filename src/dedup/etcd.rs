@@ -62,10 +62,10 @@ impl OnError {
     }
 }
 
-/// `dedup.store` as written in the plugin configuration.
+/// `dedup.store` as written in the plugin configuration (the config schema embeds it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStore {
+pub struct RawStore {
     etcd: RawEtcd,
 }
 
@@ -125,6 +125,15 @@ pub fn compile(
         };
         ConfigError::new(at, e.inner().to_string())
     })?;
+    compile_raw(parsed, field, window_ms)
+}
+
+/// Compile an already deserialized `dedup.store` (at `field`) for a window of `window_ms`.
+pub fn compile_raw(
+    parsed: RawStore,
+    field: &str,
+    window_ms: u64,
+) -> Result<EtcdStore, ConfigError> {
     let etcd = parsed.etcd;
     let f = |name: &str| format!("{field}.etcd.{name}");
     if !is_token(&etcd.cluster) {
