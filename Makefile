@@ -32,10 +32,10 @@ help:
 	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
 	@echo "make etcd   - install etcd (Debian etcd-server 3.4; root) for the fleet de-dup store and its tests"
 	@echo "make etcd-run - start a local 3-member etcd cluster (client URLs :2379 :22379 :32379) until Ctrl-C"
-	@echo "make frameworks - install the web frameworks of tests/e2e/test_frameworks.py (apt, npm, pip, go, cargo)"
+	@echo "make frameworks - install the web frameworks of tests/e2e/differential/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
-	@echo "make fuzz   - property tests (tests/properties.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
+	@echo "make fuzz   - property tests (tests/properties_*.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 
 all: build
@@ -54,8 +54,8 @@ wasm: toolchain
 cli:
 	$(CARGO) build --release --bin lf-webhook-guard
 
-# Test-only filter that panics on `x-lf-crash-probe` (tests/e2e/test_crash.py: a crashed VM fails
-# closed). Own target dir, so it never replaces the real $(WASM).
+# Test-only filter that panics on `x-lf-crash-probe` (tests/e2e/ops/test_crash.py: a crashed VM
+# fails closed). Own target dir, so it never replaces the real $(WASM).
 wasm-crash-probe: toolchain
 	$(CARGO) build --release --lib --target $(WASM_TARGET) --features crash-probe --target-dir target/crash-probe
 
@@ -76,10 +76,11 @@ $(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION):
 envoy-old: $(VENV_OLD)/.installed-$(ENVOY_OLD_VERSION)
 	@$(ENVOY_OLD_BIN) --version
 
-# Runtimes of tests/e2e/test_parsers.py (issue 13): php-cli, golang-go, nodejs/npm from Debian
-# (apt-get only when one is missing) and the pinned npm packages (tests/e2e/parsers/node).
+# Runtimes of the parser differential (tests/e2e/differential/test_parsers.py): php-cli,
+# golang-go, nodejs/npm from Debian (apt-get only when one is missing) and the pinned npm
+# packages (tests/e2e/differential/parsers/node).
 parsers:
-	bash tests/e2e/parsers/install.sh
+	bash tests/e2e/differential/parsers/install.sh
 
 run: build envoy
 	ENVOY_BIN=$(ENVOY_BIN) CLI=$(CLI) bash envoy/run-demo.sh
@@ -95,21 +96,22 @@ lint: toolchain fmt
 unit:
 	$(CARGO) test
 
-# Real web frameworks for the path differential (tests/e2e/test_frameworks.py), pinned; idempotent.
+# Real web frameworks for the path differential (tests/e2e/differential/test_frameworks.py),
+# pinned; idempotent.
 frameworks: envoy
-	VENV=$(VENV) CARGO=$(CARGO) bash tests/e2e/frameworks/setup.sh
+	VENV=$(VENV) CARGO=$(CARGO) bash tests/e2e/differential/frameworks/setup.sh
 
 e2e: build wasm-crash-probe envoy e2e-tools etcd parsers frameworks
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
-# Tools the operations tests run (tests/e2e/test_alerts.py): promtool from Debian's prometheus
+# Tools the operations tests run (tests/e2e/ops/test_alerts.py): promtool from Debian's prometheus
 # package (root; one apt-get update). Python packages come from tests/e2e/requirements.txt.
 e2e-tools:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -1
 
-# etcd for the fleet-wide de-duplication store (docs/fleet.md, tests/e2e/test_fleet*.py): Debian's
+# etcd for the fleet-wide de-duplication store (docs/fleet.md, tests/e2e/fleet/): Debian's
 # etcd-server 3.4 (root; apt-get only when etcd is missing). The package's service is not started
 # (no init system here; on a machine with systemd, `systemctl disable --now etcd` if you do not
 # want a fourth member on :2379).
@@ -143,15 +145,16 @@ clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(VENV_OLD)
 
-# ---- Property tests, long run (issue 8): not part of `make test`, whose `cargo test` already
-# runs tests/properties.rs with its small default case counts. FUZZ_CASES replaces them
+# ---- Property tests, long run: not part of `make test`, whose `cargo test` already runs
+# tests/properties_*.rs with their small default case counts. FUZZ_CASES replaces them
 # (the deep-nesting property runs a quarter as many); a failing case is saved in
 # tests/properties.proptest-regressions and replayed first by every later run.
 FUZZ_CASES ?= 50000
+PROPERTY_TESTS := $(basename $(notdir $(wildcard tests/properties_*.rs)))
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release $(addprefix --test ,$(PROPERTY_TESTS))
 
-# ---- Benchmarks (issue 7): not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
+# ---- Benchmarks: not part of `make test`. ~6-9 minutes on 2 shared cores. ----------
 BENCH_FLOOR := bench/floor-filter/target/$(WASM_TARGET)/release/lf_bench_floor_filter.wasm
 BENCH_AUTHZ := bench/authz-service/target/release/lf-bench-authz-service
 
@@ -176,20 +179,20 @@ bench: bench-envoy
 	$(MAKE) --no-print-directory bench-micro
 	bench/callgrind.sh 100 | tee bench/results/callgrind.md
 
-# ---- Soak (issue 8): not part of `make test` (tests/e2e/test_soak.py is its short version). ----
+# ---- Soak: not part of `make test` (tests/e2e/soak/test_soak.py is its short version). ----
 # Per mode (hold: envoy/envoy.yaml, buffer: envoy/envoy-buffered.yaml): Envoy --concurrency 2,
 # SOAK_REQUESTS mixed genuine/forged requests over SOAK_CONCURRENCY keep-alive connections,
 # traffic capped at SOAK_DURATION seconds. Prints the report and writes bench/results/soak*.json;
-# fails if any check fails (see tests/e2e/soak.py). A few minutes on 2 shared cores.
+# fails if any check fails (see tests/e2e/soak/soak_driver.py). A few minutes on 2 shared cores.
 SOAK_REQUESTS    ?= 200000
 SOAK_CONCURRENCY ?= 64
 SOAK_DURATION    ?= 900
 SOAK_ARGS        ?=
 
 soak: wasm envoy
-	$(VENV)/bin/python tests/e2e/soak.py --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) \
+	$(VENV)/bin/python tests/e2e/soak/soak_driver.py --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) \
 	  --duration $(SOAK_DURATION) --envoy-concurrency 2 --yaml envoy/envoy.yaml \
 	  --json-out bench/results/soak.json $(SOAK_ARGS)
-	$(VENV)/bin/python tests/e2e/soak.py --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) \
+	$(VENV)/bin/python tests/e2e/soak/soak_driver.py --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) \
 	  --duration $(SOAK_DURATION) --envoy-concurrency 2 --yaml $(BUFFERED_YAML) \
 	  --json-out bench/results/soak-buffered.json $(SOAK_ARGS)

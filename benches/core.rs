@@ -82,17 +82,23 @@ fn md5(c: &mut Criterion) {
         };
         let sig: &'static [u8] = Box::leak(sig.into_bytes().into_boxed_slice());
         let forged: &'static [u8] = Box::leak(forged.into_bytes().into_boxed_slice());
-        let Ok(HeadVerdict::NeedBody(pending)) = config.check_head(route, &head(sig)) else {
+        let Ok(HeadVerdict::NeedBody(pending)) =
+            lf_webhook_guard::verify::check_head(&config, route, &head(sig))
+        else {
             panic!("head rejected")
         };
-        let Ok(HeadVerdict::NeedBody(pending_forged)) = config.check_head(route, &head(forged))
+        let Ok(HeadVerdict::NeedBody(pending_forged)) =
+            lf_webhook_guard::verify::check_head(&config, route, &head(forged))
         else {
             panic!("head rejected")
         };
         let text = canonical(&body);
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("verify_body", size), &body, |b, body| {
-            b.iter(|| config.verify_body(&pending, black_box(body), 0).unwrap())
+            b.iter(|| {
+                lf_webhook_guard::verify::verify_body(&config, &pending, black_box(body), 0)
+                    .unwrap()
+            })
         });
         g.bench_with_input(
             BenchmarkId::new("plain_md5_floor", size),
@@ -101,16 +107,17 @@ fn md5(c: &mut Criterion) {
         );
         g.bench_with_input(BenchmarkId::new("head+verify", size), &body, |b, body| {
             b.iter(|| {
-                let Ok(HeadVerdict::NeedBody(p)) = config.check_head(route, &head(sig)) else {
+                let Ok(HeadVerdict::NeedBody(p)) =
+                    lf_webhook_guard::verify::check_head(&config, route, &head(sig))
+                else {
                     unreachable!()
                 };
-                config.verify_body(&p, black_box(body), 0).unwrap()
+                lf_webhook_guard::verify::verify_body(&config, &p, black_box(body), 0).unwrap()
             })
         });
         g.bench_with_input(BenchmarkId::new("forged", size), &body, |b, body| {
             b.iter(|| {
-                config
-                    .verify_body(&pending_forged, black_box(body), 0)
+                lf_webhook_guard::verify::verify_body(&config, &pending_forged, black_box(body), 0)
                     .unwrap_err()
             })
         });
@@ -141,12 +148,17 @@ fn cube(c: &mut Criterion) {
             ("x-lf-algo", b"HMAC-SHA1"),
             ("x-lf-timestamp", b"1683524066000"),
         ]);
-        let Ok(HeadVerdict::NeedBody(pending)) = config.check_head(route, &head) else {
+        let Ok(HeadVerdict::NeedBody(pending)) =
+            lf_webhook_guard::verify::check_head(&config, route, &head)
+        else {
             panic!("head rejected")
         };
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("verify_body", size), &body, |b, body| {
-            b.iter(|| config.verify_body(&pending, black_box(body), 0).unwrap())
+            b.iter(|| {
+                lf_webhook_guard::verify::verify_body(&config, &pending, black_box(body), 0)
+                    .unwrap()
+            })
         });
     }
     g.finish();

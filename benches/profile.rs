@@ -72,7 +72,9 @@ fn verify_loop(
 ) -> usize {
     let mut ok = 0;
     for _ in 0..n {
-        ok += usize::from(config.verify_body(pending, black_box(body), 0).is_ok());
+        ok += usize::from(
+            lf_webhook_guard::verify::verify_body(config, pending, black_box(body), 0).is_ok(),
+        );
     }
     ok
 }
@@ -141,7 +143,9 @@ fn main() {
             ])
         }
     };
-    let Ok(HeadVerdict::NeedBody(pending)) = config.check_head(route, &head) else {
+    let Ok(HeadVerdict::NeedBody(pending)) =
+        lf_webhook_guard::verify::check_head(&config, route, &head)
+    else {
         panic!("head rejected")
     };
     if what == "plain" {

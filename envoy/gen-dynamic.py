@@ -8,7 +8,7 @@ The dynamic bootstrap is envoy/envoy.yaml with the inline Wasm filter entry (`- 
 lf_webhook_guard` + its typed_config) replaced by a config_discovery entry and a `node` added;
 the resource file carries that typed_config unchanged. Text-based (comments are kept), so it
 expects envoy.yaml's layout: the filter entry at 10 spaces under http_filters, followed by the
-router entry. tests/e2e/test_ecds.py checks the result semantically.
+router entry. tests/e2e/ops/test_ecds.py checks the result semantically.
 """
 
 from __future__ import annotations

@@ -22,8 +22,51 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use crate::verdict::{Reason, Rejection};
+
+/// What the legacy canonical string does with empty values (`""` and `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyValues {
+    /// `key=` is part of the signed string (default).
+    #[default]
+    Keep,
+    /// Pairs with an empty value are left out of the signed string (still forwarded).
+    Skip,
+}
+
+/// What the legacy canonical string does with nested JSON objects and arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NestedValues {
+    /// A nested object or array makes the body malformed (default).
+    #[default]
+    Reject,
+    /// The value's JSON text exactly as it appears in the body is signed.
+    Raw,
+}
+
+/// Which JSON value types the legacy scheme accepts. Its signed text does not carry the type
+/// (`false` and `"false"`, `0` and `"0"`, `null` and `""` sign alike), and backends act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTypes {
+    /// Only JSON strings (the provider documents string values only); a number, boolean or
+    /// `null` makes the body malformed (default).
+    #[default]
+    Strings,
+    /// Numbers, booleans and `null` too, signed as their text (`null` as empty): their type is
+    /// NOT bound by the signature.
+    Any,
+}
+
+/// Canonicalisation options of the legacy scheme (the plugin config's `md5` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Md5Options {
+    pub empty_values: EmptyValues,
+    pub nested_values: NestedValues,
+    pub value_types: ValueTypes,
+}
 
 /// The two body encodings Linksfield uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,7 @@
 //! Params -> the exact bytes each scheme signs. One function per scheme; the schemes and the CLI
 //! (`explain`) feed them into a hasher or a buffer, so there is one implementation of each rule.
 
-use crate::body::{Json, Params};
-use crate::config::EmptyValues;
+use crate::body::{EmptyValues, Json, Params};
 use crate::scheme::md5::hex_digit;
 
 /// The legacy (`x-lf-md5`) signed text WITHOUT the secret:
@@ -91,13 +90,13 @@ fn json_string(s: &str, out: &mut impl FnMut(&[u8])) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Md5Options;
     use crate::body::MediaType;
-    use crate::config::Md5Options;
 
     fn prefix(media: MediaType, body: &str, empty: EmptyValues) -> String {
         let o = Md5Options {
             empty_values: empty,
-            value_types: crate::config::ValueTypes::Any,
+            value_types: crate::body::ValueTypes::Any,
             ..Md5Options::default()
         };
         let p = Params::parse(media, body.as_bytes(), &o).unwrap();

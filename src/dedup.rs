@@ -16,7 +16,30 @@ pub mod etcd;
 
 use sha1::{Digest, Sha1};
 
-use crate::verdict::{Scheme, METRIC_PREFIX};
+use crate::metrics::METRIC_PREFIX;
+use crate::verdict::Scheme;
+
+/// Bounds and default of the de-duplication settings (`dedup` sections).
+pub const MAX_DEDUP_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
+pub const MAX_DEDUP_ENTRIES: u64 = 1_000_000;
+pub const DEFAULT_DEDUP_ENTRIES: u64 = 10_000;
+/// Table of the top-level `dedup` setting (a route's own setting uses `route.<name>`).
+pub const GLOBAL_TABLE: &str = "global";
+
+/// Edge de-duplication of verified deliveries that the backend already answered 2xx (a `dedup`
+/// section, compiled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dedup {
+    /// How long a recorded delivery is answered locally, in milliseconds.
+    pub window_ms: u64,
+    /// Number of slots of the table (the memory bound).
+    pub max_entries: u32,
+    /// Namespace of the table in proxy-wasm shared data: `global` for the top-level setting,
+    /// `route.<name>` for a route's own setting.
+    pub table: String,
+    /// The fleet-wide store (`store`), if any: see [`etcd`].
+    pub store: Option<etcd::EtcdStore>,
+}
 
 /// Size of an encoded entry: identity (20 bytes) + expiry (u64 big-endian, epoch ms).
 pub const ENTRY_LEN: usize = 28;

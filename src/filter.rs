@@ -21,7 +21,7 @@ use crate::flow::StoreCall;
 use crate::flow::{DedupWrite, DedupWritten, Failure, Flow, Level, Next, Reply, Step, Steps};
 use crate::hold::HoldWatch;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
-use crate::verify::VERIFIED_HEADER;
+use crate::verdict::VERIFIED_HEADER;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -36,7 +36,7 @@ proxy_wasm::main! {{
 /// but if one ever fires the VM is dead from here on; say so at critical level, on one line (the
 /// SDK's own hook unwraps its log call). Envoy then answers 503 on every route through the filter
 /// (`fail_open: false` / `failure_policy: FAIL_CLOSED`): nothing is forwarded unverified.
-/// Proven by tests/e2e/test_crash.py with the `crash-probe` build.
+/// Proven by tests/e2e/ops/test_crash.py with the `crash-probe` build.
 fn log_panic(detail: &str) {
     let msg = format!(
         "lf-webhook-guard: PANIC, the Wasm VM is now unusable and Envoy fails closed (503) until \
@@ -48,7 +48,7 @@ fn log_panic(detail: &str) {
 
 /// Test-only build (`--features crash-probe`, never shipped): a request carrying
 /// `x-lf-crash-probe` panics inside the VM, so the end-to-end suite can prove that the panic hook
-/// logs at critical level and that Envoy then fails closed (tests/e2e/test_crash.py).
+/// logs at critical level and that Envoy then fails closed (tests/e2e/ops/test_crash.py).
 #[cfg(feature = "crash-probe")]
 #[allow(clippy::panic)]
 fn crash_probe(headers: &[(String, Vec<u8>)]) {
@@ -76,7 +76,7 @@ struct Ops {
 impl Ops {
     /// Define every counter of `config` (at configure time only).
     fn define(config: &Config) -> Ops {
-        let table = MetricTable::new(config);
+        let table = MetricTable::new(&config.keys);
         let ids = table
             .names()
             .iter()
@@ -109,8 +109,8 @@ fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-fn proxy_log_level(level: crate::ops::LogLevel) -> LogLevel {
-    use crate::ops::LogLevel as L;
+fn proxy_log_level(level: crate::log::LogLevel) -> LogLevel {
+    use crate::log::LogLevel as L;
     match level {
         L::Trace => LogLevel::Trace,
         L::Debug => LogLevel::Debug,
@@ -250,8 +250,8 @@ impl RootContext for GuardRoot {
                     config.max_body_bytes
                 );
                 info!(
-                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={}",
-                    config.hold_headers, config.hold_timeout_ms
+                    "lf-webhook-guard: hold_headers={} hold_timeout_ms={} hold_deadline_ms={}",
+                    config.hold_headers, config.hold_timeout_ms, config.hold_deadline_ms
                 );
                 if let Err(status) = hostcalls::set_tick_period(crate::hold::tick_period(&config)) {
                     error!("lf-webhook-guard: cannot start the hold watchdog timer: {status:?}");
@@ -271,11 +271,14 @@ impl RootContext for GuardRoot {
 
     /// Answer the holds that expired, each through its own context id.
     fn on_tick(&mut self) {
-        let timeout = self.config.as_ref().map_or(0, |c| c.hold_timeout_ms);
+        let (timeout, deadline) = self
+            .config
+            .as_ref()
+            .map_or((0, 0), |c| (c.hold_timeout_ms, c.hold_deadline_ms));
         // Take the expired entries out first: answering one can re-enter the HTTP context
         // (which then must be able to borrow the watch).
         let expired = match self.watch.try_borrow_mut() {
-            Ok(mut watch) => watch.expire(now_ms(), timeout),
+            Ok(mut watch) => watch.expire(now_ms(), timeout, deadline),
             Err(_) => return,
         };
         for expired in expired {

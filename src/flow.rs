@@ -20,11 +20,15 @@ use crate::config::{Config, RouteScheme};
 use crate::dedup::Identity;
 use crate::headers::must_strip;
 use crate::hold::{Expired, Held, HoldWatch};
+use crate::log::RejectionLog;
 use crate::metrics::Metric;
-use crate::ops::{shadow_header_value, Mode, RejectionLog};
 use crate::route::Target;
-use crate::verdict::{reply_body, sanitize_request_id, Accepted, Reason, Rejection};
-use crate::verify::{HeadVerdict, Pending, RequestHead};
+use crate::verdict::{
+    reply_body, sanitize_request_id, shadow_failed_value, Accepted, Mode, Reason, Rejection,
+};
+use crate::verify::{
+    check_head, verified_at_head, verify_body_logged, HeadVerdict, Pending, RequestHead,
+};
 
 mod store;
 #[cfg(test)]
@@ -298,7 +302,7 @@ impl Flow {
             return self.reject(fx, Some(route), rejection, false);
         }
         let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        let pending = match config.check_head(route, &head) {
+        let pending = match check_head(&config, route, &head) {
             Err(rejection) => return self.reject(fx, Some(route), rejection, false),
             Ok(HeadVerdict::ForwardUnsigned) => {
                 let verdict = self.verdict(&Accepted::Unsigned);
@@ -306,6 +310,20 @@ impl Flow {
             }
             Ok(HeadVerdict::NeedBody(pending)) => pending,
         };
+        self.await_body(&config, fx, pending, end_of_stream, now_ms)
+    }
+
+    /// The headers need the body: decide now if there is none, else hold them (hold mode) or
+    /// let them go with the verdict preset (buffer mode).
+    fn await_body(
+        &mut self,
+        config: &Config,
+        mut fx: Vec<Step>,
+        pending: Pending,
+        end_of_stream: bool,
+        now_ms: u64,
+    ) -> Steps {
+        let route = pending.route;
         if end_of_stream {
             // No body: decide now (headers can still be changed in either mode).
             return self.finish(fx, pending, Headers::Paused { watched: false }, 0);
@@ -313,6 +331,7 @@ impl Flow {
         if config.hold_headers {
             fx.push(Step::Hold(Held {
                 since_ms: now_ms,
+                held_at_ms: now_ms,
                 request_id: self.request_id.clone(),
                 route: self.route_name(Some(route)),
                 body_started: false,
@@ -334,7 +353,7 @@ impl Flow {
             .get(route)
             .is_some_and(|r| r.mode == Mode::Enforce)
         {
-            fx.push(Step::SetVerified(config.verified_at_head(&pending)));
+            fx.push(Step::SetVerified(verified_at_head(config, &pending)));
         }
         self.state = State::Receiving {
             pending,
@@ -434,7 +453,7 @@ impl Flow {
             return Steps::only(Next::Continue);
         };
         self.log_scheme = pending.scheme().name();
-        let accepted = match config.verify_body_logged(&pending, body, now_ms) {
+        let accepted = match verify_body_logged(&config, &pending, body, now_ms) {
             Ok(accepted) => accepted,
             Err((rejection, partner)) => {
                 self.log_partner = partner;
@@ -806,7 +825,7 @@ impl Flow {
         if mode == Mode::Shadow {
             fx.push(Step::Count(Metric::ShadowFailed(reason)));
             if !continued {
-                fx.push(Step::SetShadow(shadow_header_value(reason.category())));
+                fx.push(Step::SetShadow(shadow_failed_value(reason)));
             }
             self.state = State::Passthrough;
             return Steps::new(fx, Next::Continue);

@@ -6,8 +6,48 @@
 //! after its own timestamp. A window shorter than the retry horizon turns every retry of an
 //! outage into a permanent rejection.
 
-use crate::config::Freshness;
 use crate::verdict::{Reason, Rejection};
+
+/// The optional freshness window of a route (its `freshness` section), compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    /// Oldest accepted notification, in milliseconds before now.
+    pub max_age_ms: u64,
+    /// Furthest accepted notification time after now (clock skew), in milliseconds.
+    pub max_future_skew_ms: u64,
+    /// Legacy scheme: the body field holding the send time (epoch ms or a provider date format).
+    pub body_field: String,
+    /// UTC offset, in minutes, of provider date formats without a zone (`2022-01-19T201101`).
+    pub body_field_utc_offset_minutes: i32,
+}
+
+/// Largest accepted `max_age_seconds` / `max_future_skew_seconds` (one year).
+pub const MAX_WINDOW_SECONDS: u64 = 366 * 24 * 3600;
+/// `max_future_skew_seconds` when left out.
+pub const DEFAULT_FUTURE_SKEW_SECONDS: u64 = 300;
+/// `body_field` when left out.
+pub const DEFAULT_BODY_FIELD: &str = "received_at";
+
+/// A `body_field_utc_offset`: `+08:00` -> 480, `-05:30` -> -330, `Z` -> 0.
+pub fn parse_utc_offset(text: &str) -> Option<i32> {
+    if text == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, text.get(1..)?),
+        b'-' => (-1, text.get(1..)?),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    Some(sign * (h * 60 + m))
+}
 
 /// Check a notification time (epoch ms) against `now` (epoch ms).
 pub fn check(window: &Freshness, sent_ms: u64, now_ms: u64) -> Result<(), Rejection> {
@@ -83,6 +123,18 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_offsets() {
+        assert_eq!(parse_utc_offset("+08:00"), Some(480));
+        assert_eq!(parse_utc_offset("-05:30"), Some(-330));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        for bad in [
+            "08:00", "+8:00", "+08", "+15:00", "+08:60", "", "+", "+aa:bb",
+        ] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
+        }
+    }
 
     fn window(age_s: u64, skew_s: u64) -> Freshness {
         Freshness {

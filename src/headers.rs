@@ -6,7 +6,7 @@
 //! Envoy lower-cases names already; the shipped configs also drop every header with an
 //! underscore (`headers_with_underscores_action: DROP_HEADER`).
 
-use crate::verify::VERIFIED_HEADER;
+use crate::verdict::VERIFIED_HEADER;
 
 /// Headers that rewrite the path or the method a backend acts on (IIS URL Rewrite, Symfony,
 /// Laravel, Express `method-override`, ASP.NET, Spring `ForwardedHeaderFilter`, Werkzeug

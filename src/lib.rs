@@ -7,10 +7,11 @@
 //! - the **Envoy filter** ([`filter`], compiled only for `wasm32`): a thin proxy-wasm layer that
 //!   holds a request until its body is verified and then forwards it or answers locally.
 //!
-//! The CLI (`src/bin/lf-webhook-guard.rs`) uses the same core.
+//! The CLI (`src/bin/lf-webhook-guard/main.rs`) uses the same core.
 //!
 //! ```
 //! use lf_webhook_guard::{Config, HeadVerdict, RequestHead, MediaType, sign_md5};
+//! use lf_webhook_guard::verify::{check_head, verify_body};
 //!
 //! let config = Config::from_json(
 //!     br#"{"keys":[{"id":"k1","secret":"s3cret"}],"routes":[{"path_prefix":"/linksfield/"}]}"#,
@@ -24,9 +25,9 @@
 //!     ("x-lf-md5", sig.as_bytes()),
 //! ]);
 //! let route = config.routes.iter().position(|r| r.name == "route0").unwrap();
-//! let HeadVerdict::NeedBody(pending) = config.check_head(route, &head).unwrap() else { panic!() };
+//! let HeadVerdict::NeedBody(pending) = check_head(&config, route, &head).unwrap() else { panic!() };
 //! let now_ms = 1_700_000_000_000; // only used by routes with a freshness window
-//! let accepted = config.verify_body(&pending, body, now_ms).unwrap();
+//! let accepted = verify_body(&config, &pending, body, now_ms).unwrap();
 //! assert_eq!(accepted.header_value(), "md5; key=k1");
 //! ```
 
@@ -38,8 +39,9 @@ pub mod flow;
 pub mod freshness;
 pub mod headers;
 pub mod hold;
+pub mod keys;
+pub mod log;
 pub mod metrics;
-pub mod ops;
 pub mod route;
 pub mod scheme;
 pub mod verdict;
@@ -50,8 +52,8 @@ pub mod filter;
 
 pub use body::{MediaType, Params};
 pub use config::{Config, ConfigError};
-pub use verdict::{Accepted, Reason, Rejection, Scheme};
+pub use verdict::{Accepted, Reason, Rejection, Scheme, VERIFIED_HEADER};
 pub use verify::{
     sign_cube, sign_md5, HeadVerdict, HeaderValue, Pending, RequestHead, CUBE_ALGO_HEADER,
-    CUBE_SIGNATURE_HEADER, CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER, VERIFIED_HEADER,
+    CUBE_SIGNATURE_HEADER, CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER,
 };

@@ -20,18 +20,34 @@
 //! | `lf_webhook_guard.dedup_store_timeouts` | fleet store calls that timed out |
 //! | `lf_webhook_guard.config_failures` | `on_configure` failures |
 
-use crate::config::Config;
-use crate::verdict::{Reason, Scheme, METRIC_PREFIX};
+use crate::keys::Key;
+use crate::verdict::{Reason, Scheme};
+
+/// First segment of every metric name the filter defines (and of its shared-data keys,
+/// [`crate::dedup::shared_key`]). Spelled here and nowhere else.
+pub const METRIC_PREFIX: &str = "lf_webhook_guard";
 
 /// Counted (before the configuration is parsed) each time `on_configure` fails.
 pub const CONFIG_FAILURES: &str = "lf_webhook_guard.config_failures";
+
+/// Envoy counter of requests rejected (answered locally) for this reason:
+/// `lf_webhook_guard.rejected.reason=<category>` (`wasmcustom.` prefix in `/stats`).
+pub fn rejected_name(reason: Reason) -> String {
+    format!("{METRIC_PREFIX}.rejected.reason={}", reason.category())
+}
+
+/// Envoy counter of requests that failed for this reason on a `shadow` route and were
+/// forwarded anyway: `lf_webhook_guard.shadow_failed.reason=<category>`.
+pub fn shadow_failed_name(reason: Reason) -> String {
+    format!("{METRIC_PREFIX}.shadow_failed.reason={}", reason.category())
+}
 
 /// One countable outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// A request matched a protected route.
     Requests,
-    /// Verified with `scheme` by the key at index `key` of [`Config::keys`].
+    /// Verified with `scheme` by the key at index `key` of [`crate::Config::keys`].
     Verified { scheme: Scheme, key: usize },
     /// An unsigned request forwarded on an `allow_unsigned` route.
     UnsignedAllowed,
@@ -83,18 +99,18 @@ const fn scheme_slot(scheme: Scheme) -> usize {
 }
 
 impl MetricTable {
-    /// All names for `config`: the fixed counters, one `rejected` and one `shadow_failed` per
-    /// [`Reason::ALL`], and one `verified` per (key, scheme the key can verify). Key ids are
-    /// public and bounded by the configuration.
-    pub fn new(config: &Config) -> Self {
+    /// All names for a configuration's `keys`: the fixed counters, one `rejected` and one
+    /// `shadow_failed` per [`Reason::ALL`], and one `verified` per (key, scheme the key can
+    /// verify). Key ids are public and bounded by the configuration.
+    pub fn new(keys: &[Key]) -> Self {
         let mut names: Vec<String> = FIXED
             .iter()
             .map(|(_, n)| format!("{METRIC_PREFIX}.{n}"))
             .collect();
-        names.extend(Reason::ALL.iter().map(|r| r.rejected_metric()));
-        names.extend(Reason::ALL.iter().map(|r| r.shadow_failed_metric()));
-        let mut verified = Vec::with_capacity(config.keys.len());
-        for key in &config.keys {
+        names.extend(Reason::ALL.iter().map(|&r| rejected_name(r)));
+        names.extend(Reason::ALL.iter().map(|&r| shadow_failed_name(r)));
+        let mut verified = Vec::with_capacity(keys.len());
+        for key in keys {
             let mut slots = [None, None];
             for (scheme, enabled) in [(Scheme::Md5, key.md5), (Scheme::Cube, key.cube)] {
                 if enabled {
@@ -136,6 +152,7 @@ impl MetricTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
 
     fn config() -> Config {
         Config::from_json(
@@ -149,8 +166,21 @@ mod tests {
     }
 
     #[test]
+    fn metric_names_follow_the_category() {
+        assert_eq!(
+            rejected_name(Reason::InvalidSignature),
+            "lf_webhook_guard.rejected.reason=invalid_signature"
+        );
+        assert_eq!(
+            shadow_failed_name(Reason::StaleNotification),
+            "lf_webhook_guard.shadow_failed.reason=stale_notification"
+        );
+        assert!(CONFIG_FAILURES.starts_with(METRIC_PREFIX));
+    }
+
+    #[test]
     fn names_are_complete_distinct_and_prefixed() {
-        let t = MetricTable::new(&config());
+        let t = MetricTable::new(&config().keys);
         let names = t.names();
         // 9 fixed + 2 per reason + md5/demo + both for the second key + cube/c
         assert_eq!(names.len(), 9 + 2 * Reason::ALL.len() + 4);
@@ -167,7 +197,7 @@ mod tests {
 
     #[test]
     fn every_outcome_maps_to_its_name() {
-        let t = MetricTable::new(&config());
+        let t = MetricTable::new(&config().keys);
         let name = |m| t.names()[t.index(m).unwrap()].as_str();
         assert_eq!(name(Metric::Requests), "lf_webhook_guard.requests_total");
         assert_eq!(

@@ -1,5 +1,5 @@
 //! Which requests the filter protects: the posture, the exemptions and the alias-aware path
-//! matcher. Pure Rust; decided once per request from the raw `:path` ([`Config::classify`]).
+//! matcher. Pure Rust; decided once per request from the raw `:path` ([`classify`]).
 //!
 //! Backends reach one handler by many spellings of its path (Tomcat drops `;params` and resolves
 //! `..;`, Express and ASP.NET match case-insensitively, Spring strips `.json` suffixes, Windows
@@ -18,8 +18,6 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-
-use crate::config::Config;
 
 /// What happens to a request that matches no route and no exemption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -129,7 +127,7 @@ impl PathPattern {
 /// Where a request goes, decided from its raw `:path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// Protected by route `i` of [`Config::routes`] (in the deny posture the catch-all is the
+    /// Protected by route `i` of [`crate::Config::routes`] (in the deny posture the catch-all is the
     /// last route, named `default`).
     Route(usize),
     /// An alias of route `i` that is not its canonical spelling: 400 `non_canonical_path`.
@@ -149,70 +147,88 @@ pub enum Exemption {
     Prefix(String),
 }
 
-impl Config {
-    /// Where a request with this raw `:path` (query included) goes. See the module docs.
-    pub fn classify(&self, path: &[u8]) -> Target {
-        let raw = strip_query(path);
-        if self
-            .exempt
+/// Where a request with this raw `:path` (query included) goes, given the routes' patterns in
+/// match order and the exemptions. See the module docs.
+pub fn classify<'p>(
+    patterns: impl IntoIterator<Item = &'p PathPattern>,
+    exempt: &[Exemption],
+    path: &[u8],
+) -> Target {
+    let raw = strip_query(path);
+    if exempt
+        .iter()
+        .any(|e| matches!(e, Exemption::Exact(p) if p.as_bytes() == raw))
+    {
+        return Target::Exempt;
+    }
+    let canonical = is_canonical(raw);
+    let mut catch_all = None;
+    let mut aliases = Aliases::new(raw);
+    for (i, pattern) in patterns.into_iter().enumerate() {
+        if pattern.path == PathMatch::Any {
+            catch_all = Some(i);
+            continue;
+        }
+        if canonical && pattern.matches_literally(raw) {
+            return Target::Route(i);
+        }
+        if aliases.reach(pattern) {
+            return Target::NonCanonical(i);
+        }
+    }
+    let exempt_prefix = canonical
+        && exempt
             .iter()
-            .any(|e| matches!(e, Exemption::Exact(p) if p.as_bytes() == raw))
-        {
-            return Target::Exempt;
-        }
-        let canonical = is_canonical(raw);
-        let mut skel: Option<Cow<'_, [u8]>> = None;
-        // Servlet containers drop `;parameters` from the raw segments BEFORE decoding (so
-        // `/;%00/linksfield/sms` is `/linksfield/sms` to Tomcat, while a decode-first reader
-        // truncates it at the NUL): both readings are checked.
-        let mut servlet: Option<Option<Vec<u8>>> = None;
-        let mut catch_all = None;
-        for (i, route) in self.routes.iter().enumerate() {
-            if route.pattern.path == PathMatch::Any {
-                catch_all = Some(i);
-                continue;
-            }
-            if canonical && route.pattern.matches_literally(raw) {
-                return Target::Route(i);
-            }
-            let s = skel.get_or_insert_with(|| skeleton(raw));
-            let sv = servlet.get_or_insert_with(|| {
-                raw.contains(&b';')
-                    .then(|| skeleton(&strip_path_params(raw)).into_owned())
-            });
-            if route.pattern.matches_skeleton(s)
-                || sv
-                    .as_deref()
-                    .is_some_and(|v| route.pattern.matches_skeleton(v))
-                || route.pattern.matches_raw_loosely(raw)
-            {
-                return Target::NonCanonical(i);
-            }
-        }
-        let exempt_prefix = canonical
-            && self
-                .exempt
-                .iter()
-                .any(|e| matches!(e, Exemption::Prefix(p) if raw.starts_with(p.as_bytes())));
-        match (exempt_prefix, catch_all) {
-            (true, _) => Target::Exempt,
-            (false, Some(i)) => Target::Route(i),
-            (false, None) => Target::Unprotected,
+            .any(|e| matches!(e, Exemption::Prefix(p) if raw.starts_with(p.as_bytes())));
+    match (exempt_prefix, catch_all) {
+        (true, _) => Target::Exempt,
+        (false, Some(i)) => Target::Route(i),
+        (false, None) => Target::Unprotected,
+    }
+}
+
+/// The readings of one raw path that modelled backends may resolve, computed lazily once.
+struct Aliases<'r> {
+    raw: &'r [u8],
+    skel: Option<Cow<'r, [u8]>>,
+    /// Servlet containers drop `;parameters` from the raw segments BEFORE decoding (so
+    /// `/;%00/linksfield/sms` is `/linksfield/sms` to Tomcat, while a decode-first reader
+    /// truncates it at the NUL): both readings are checked.
+    servlet: Option<Option<Vec<u8>>>,
+}
+
+impl<'r> Aliases<'r> {
+    fn new(raw: &'r [u8]) -> Self {
+        Aliases {
+            raw,
+            skel: None,
+            servlet: None,
         }
     }
 
-    /// Index of the route protecting this path (canonically or as an alias), if any.
-    pub fn route_index(&self, path: &[u8]) -> Option<usize> {
-        match self.classify(path) {
-            Target::Route(i) | Target::NonCanonical(i) => Some(i),
-            Target::Exempt | Target::Unprotected => None,
-        }
+    /// Some modelled backend reads this path as one for `pattern`.
+    fn reach(&mut self, pattern: &PathPattern) -> bool {
+        let raw = self.raw;
+        let s = self.skel.get_or_insert_with(|| skeleton(raw));
+        let sv = self.servlet.get_or_insert_with(|| {
+            raw.contains(&b';')
+                .then(|| skeleton(&strip_path_params(raw)).into_owned())
+        });
+        pattern.matches_skeleton(s)
+            || sv.as_deref().is_some_and(|v| pattern.matches_skeleton(v))
+            || pattern.matches_raw_loosely(raw)
     }
+}
 
-    /// The route protecting this path (canonically or as an alias), if any.
-    pub fn route_for(&self, path: &[u8]) -> Option<&crate::config::Route> {
-        self.route_index(path).and_then(|i| self.routes.get(i))
+/// A configured path (`path_exact`, `path_prefix`, exemptions): why it is not a plain path.
+pub fn check_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("must start with `/`");
     }
+    if p.contains(['?', '#']) || p.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be a plain path (no query, fragment, spaces or control characters)");
+    }
+    Ok(())
 }
 
 /// The path without `?query` or `#fragment`.
@@ -471,8 +487,75 @@ fn strip_format_suffix(s: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
+    use crate::Config;
+
     fn config(json: &str) -> Config {
         Config::from_json(json.as_bytes(), |_| None).unwrap()
+    }
+
+    fn parse_ok(json: &str) -> Result<Config, crate::ConfigError> {
+        Config::from_json(json.as_bytes(), |_| None)
+    }
+
+    #[test]
+    fn route_matching_ignores_query_and_takes_first() {
+        let c = parse_ok(
+            r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[
+            {"name":"exact","path_exact":"/lf/sms"},{"name":"prefix","path_prefix":"/lf/"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.route_for(b"/lf/sms?x=1").unwrap().name, "exact");
+        assert_eq!(c.route_for(b"/lf/sms/2").unwrap().name, "prefix");
+        assert_eq!(c.route_for(b"/lf/").unwrap().name, "prefix");
+        // `/lf` may be the prefix's own handler (Express `app.use("/lf", ...)`): an alias.
+        assert_eq!(c.route_for(b"/lf").unwrap().name, "prefix");
+        assert_eq!(c.route_for(b"/lf/sms/").unwrap().name, "exact");
+        assert!(c.route_for(b"/other").is_none());
+        assert!(c.route_for(b"").is_none());
+    }
+
+    #[test]
+    fn ambiguous_paths_are_protected() {
+        let c = parse_ok(r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list","routes":[{"name":"lf","path_prefix":"/linksfield/"},{"name":"x","path_exact":"/hook"}]}"#).unwrap();
+        for p in [
+            &b"/x/../linksfield/sms"[..],
+            b"//linksfield/sms",
+            b"/linksfield//sms",
+            b"/./linksfield/sms",
+            b"/%6Cinksfield/sms",
+            b"/%6cinksfield/sms",
+            b"/linksfield%2Fsms",
+            b"/linksfield%2fsms",
+            b"/linksfield\\sms",
+            b"/linksfield%5Csms",
+            b"/a/b/../../linksfield/sms?q=/other",
+            b"/linksfield/../linksfield/x",
+            b"/linksfield/../other",
+        ] {
+            assert_eq!(
+                c.route_for(p).map(|r| r.name.as_str()),
+                Some("lf"),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        for p in [&b"/hook/."[..], b"//hook", b"/x/../hook", b"/ho%6Fk"] {
+            assert_eq!(
+                c.route_for(p).map(|r| r.name.as_str()),
+                Some("x"),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        for p in [
+            &b"/other"[..],
+            b"/linksfieldx",
+            b"/%2e%2e/other",
+            b"/linksfield%3Fsms",
+            b"/lf%zz",
+        ] {
+            assert!(c.route_for(p).is_none(), "{}", String::from_utf8_lossy(p));
+        }
     }
 
     const ROUTES: &str = r#"{"keys":[{"id":"k","secret":"s"}],"posture":"route_list",

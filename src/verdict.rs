@@ -1,5 +1,7 @@
 //! The outcome of verifying one request, and the ONE table that maps every rejection reason to
-//! its HTTP status, its public category and its log/metric name.
+//! its HTTP status and its public category (metric names: [`crate::metrics`]). Also the one home
+//! of what the filter tells others: the `x-lf-verified` values, the local reply body, the
+//! enforcement [`Mode`] and the sanitiser for untrusted text in logs and replies.
 
 /// Why a request was rejected. The public category (response body, logs, metrics) is
 /// [`Reason::category`]; the HTTP status is [`Reason::status`].
@@ -111,22 +113,7 @@ impl Reason {
             Reason::DedupStoreUnavailable => "dedup_store_unavailable",
         }
     }
-
-    /// Envoy counter of requests rejected (answered locally) for this reason:
-    /// `lf_webhook_guard.rejected.reason=<category>` (`wasmcustom.` prefix in `/stats`).
-    pub fn rejected_metric(self) -> String {
-        format!("{METRIC_PREFIX}.rejected.reason={}", self.category())
-    }
-
-    /// Envoy counter of requests that failed for this reason on a `shadow` route and were
-    /// forwarded anyway: `lf_webhook_guard.shadow_failed.reason=<category>`.
-    pub fn shadow_failed_metric(self) -> String {
-        format!("{METRIC_PREFIX}.shadow_failed.reason={}", self.category())
-    }
 }
-
-/// First segment of every metric name the filter defines (see [`crate::metrics`]).
-pub const METRIC_PREFIX: &str = "lf_webhook_guard";
 
 /// A rejection: the public [`Reason`] plus a fixed, secret-free detail for the log line.
 ///
@@ -162,6 +149,32 @@ impl Scheme {
     }
 }
 
+/// Header the filter sets on accepted requests (and strips from every client request, with its
+/// aliases: [`crate::headers`]). Its values are built here and nowhere else.
+pub const VERIFIED_HEADER: &str = "x-lf-verified";
+
+/// What the filter does with a request that fails verification (`mode`, top level or route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Answer locally with the documented status; nothing reaches the backend (default).
+    #[default]
+    Enforce,
+    /// Verify, count and log exactly as in enforce mode, but forward every request, marked
+    /// `x-lf-verified: failed:<category>` when it failed.
+    Shadow,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Enforce, Mode::Shadow];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
 /// A request the filter lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted<'c> {
@@ -182,19 +195,40 @@ impl Accepted<'_> {
     }
 }
 
-/// Keep a request id printable and bounded before it goes into a log line or a JSON reply:
-/// at most 128 characters from `[A-Za-z0-9._:-]`, anything else replaced by `_`.
-pub fn sanitize_request_id(raw: &[u8]) -> String {
-    raw.iter()
-        .take(128)
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') {
-                b as char
+/// `x-lf-verified` in buffer mode, set while the headers pass and before the body is verified:
+/// `<scheme>; key=<id>` when the headers already name the key, else just `<scheme>`.
+pub fn verified_at_head_value(scheme: Scheme, key_id: Option<&str>) -> String {
+    match key_id {
+        Some(key_id) => Accepted::Verified { scheme, key_id }.header_value(),
+        None => scheme.name().to_string(),
+    }
+}
+
+/// `x-lf-verified` of a request forwarded in shadow mode although it failed: `failed:<category>`.
+pub fn shadow_failed_value(reason: Reason) -> String {
+    format!("failed:{}", reason.category())
+}
+
+/// Keep untrusted text printable and bounded before it goes into a log line or a JSON reply:
+/// at most `max` characters from `[A-Za-z0-9._:-]`, anything else replaced by `_`. The ONE
+/// sanitiser: [`sanitize_request_id`] and the log line's partner ([`crate::log`]) use it.
+pub fn sanitize(text: impl IntoIterator<Item = char>, max: usize) -> String {
+    text.into_iter()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') {
+                c
             } else {
                 '_'
             }
         })
         .collect()
+}
+
+/// A request id (raw header bytes) for a log line or a JSON reply: [`sanitize`]d, at most 128
+/// characters (every non-ASCII byte becomes one `_`).
+pub fn sanitize_request_id(raw: &[u8]) -> String {
+    sanitize(raw.iter().map(|&b| char::from(b)), 128)
 }
 
 /// The small JSON body of a local reply: `{"error":"<category>","request_id":"<id>"}`.
@@ -229,15 +263,17 @@ mod tests {
     }
 
     #[test]
-    fn metric_names_follow_the_category() {
+    fn verified_values() {
         assert_eq!(
-            Reason::InvalidSignature.rejected_metric(),
-            "lf_webhook_guard.rejected.reason=invalid_signature"
+            shadow_failed_value(Reason::InvalidSignature),
+            "failed:invalid_signature"
         );
+        assert_eq!(verified_at_head_value(Scheme::Md5, None), "md5");
         assert_eq!(
-            Reason::StaleNotification.shadow_failed_metric(),
-            "lf_webhook_guard.shadow_failed.reason=stale_notification"
+            verified_at_head_value(Scheme::Cube, Some("k")),
+            "cube; key=k"
         );
+        assert_eq!(Accepted::Unsigned.header_value(), "none");
     }
 
     #[test]
@@ -258,6 +294,8 @@ mod tests {
         assert_eq!(sanitize_request_id(b"ab-12_x.y:z"), "ab-12_x.y:z");
         assert_eq!(sanitize_request_id(b"a\"b\n{c}"), "a_b__c_");
         assert_eq!(sanitize_request_id(&[b'a'; 500]).len(), 128);
+        assert_eq!(sanitize_request_id("é".as_bytes()), "__");
+        assert_eq!(sanitize("é\n".repeat(100).chars(), 64), "_".repeat(64));
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! Every alias a real web framework routes to a protected handler is protected by the model
-//! (issue 12): `Config::classify` must answer `Target::Route(_)` or `Target::NonCanonical(_)`
-//! for it, never `Unprotected` or `Exempt`, under the route-list posture (envoy/envoy-routes.yaml)
-//! and the deny posture (envoy/envoy.yaml): the plugin JSON is read from those shipped YAMLs.
+//! Every alias a real web framework routes to a protected handler is protected by the model:
+//! `Config::classify` must answer `Target::Route(_)` or `Target::NonCanonical(_)` for it, never
+//! `Unprotected` or `Exempt`, under the route-list posture (envoy/envoy-routes.yaml) and the
+//! deny posture (envoy/envoy.yaml): the plugin JSON is read from those shipped YAMLs.
 //!
-//! The aliases come from tests/e2e/test_frameworks.py, which sends >= 1,000 spellings of each
-//! protected path directly to Tomcat, Express 4/5, Flask, Django, FastAPI, Go net/http, axum and
-//! nginx, and writes those that reached a handler as JSON lines: `path` is the raw `:path` as
-//! Envoy hands it to the filter (absolute-form authority stripped), one character per byte
-//! (latin-1: U+0000..U+00FF). The committed snapshot is tests/data/framework-aliases.jsonl; the
-//! e2e run adds the aliases it just found with `LF_FRAMEWORK_ALIASES=<file>`.
+//! The aliases come from tests/e2e/differential/test_frameworks.py, which sends >= 1,000
+//! spellings of each protected path directly to Tomcat, Express 4/5, Flask, Django, FastAPI, Go
+//! net/http, axum and nginx, and writes those that reached a handler as JSON lines: `path` is
+//! the raw `:path` as Envoy hands it to the filter (absolute-form authority stripped), one
+//! character per byte (latin-1: U+0000..U+00FF). The committed snapshot is
+//! tests/data/framework-aliases.jsonl; the e2e run adds the aliases it just found with
+//! `LF_FRAMEWORK_ALIASES=<file>`.
 
 #![allow(
     clippy::unwrap_used,

@@ -561,7 +561,7 @@ impl EtcdStore {
     pub fn lease_shared_key(&self) -> String {
         format!(
             "{}.fleet.lease.{}.{}.{}",
-            crate::verdict::METRIC_PREFIX,
+            crate::metrics::METRIC_PREFIX,
             self.cluster,
             self.prefix,
             self.lease_ttl_s
@@ -847,7 +847,7 @@ mod tests {
         r#""header":{"cluster_id":"1","member_id":"2","revision":"7","raft_term":"2"}"#;
 
     /// The golden calls and the answers measured on etcd 3.4 (tests/data/fleet-etcd-calls.json;
-    /// tests/e2e/test_fleet_store.py sends the same calls to a real cluster).
+    /// tests/e2e/fleet/test_fleet_store.py sends the same calls to a real cluster).
     #[test]
     fn golden_calls_and_measured_answers() {
         let g: serde_json::Value =

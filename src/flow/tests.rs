@@ -461,7 +461,7 @@ fn every_reason_in_every_mode() {
                 assert!(counts.contains(&Metric::ShadowFailed(reason)), "{label}");
                 assert!(!counts.contains(&Metric::Rejected(reason)), "{label}");
                 let marked = hold == Hold::Headers || at_headers(reason);
-                let expected = shadow_header_value(reason.category());
+                let expected = shadow_failed_value(reason);
                 assert_eq!(
                     sent.shadow(),
                     if marked {
@@ -516,8 +516,8 @@ fn watchdog(
         let s = flow.on_request_body(10, false, NOW, Some(&mut host.watch));
         assert_eq!(host.run(&mut flow, BODY, s), Next::Pause);
     }
-    assert!(host.watch.expire(NOW + 999, 1000).is_empty(), "{label}");
-    let expired = host.watch.expire(NOW + 1000, 1000);
+    assert!(host.watch.expire(NOW + 999, 1000, 0).is_empty(), "{label}");
+    let expired = host.watch.expire(NOW + 1000, 1000, 0);
     assert_eq!(expired.len(), 1, "{label}");
     let e = expired.first().unwrap();
     assert_eq!((e.context_id, e.reason), (7, reason), "{label}");
@@ -549,8 +549,8 @@ fn stalled_body_is_408_with_its_own_detail() {
     // Each chunk restarts the clock.
     let s = flow.on_request_body(10, false, NOW + 900, Some(&mut host.watch));
     assert_eq!(host.run(&mut flow, BODY, s), Next::Pause);
-    assert!(host.watch.expire(NOW + 1000, 1000).is_empty());
-    let expired = host.watch.expire(NOW + 1900, 1000);
+    assert!(host.watch.expire(NOW + 1000, 1000, 0).is_empty());
+    let expired = host.watch.expire(NOW + 1900, 1000, 0);
     let e = expired.first().unwrap();
     assert_eq!(e.reason, Reason::RequestTimeout);
     let (log, _) = expired_steps(e, 1000);

@@ -68,10 +68,9 @@ fn decide_at(
     body: &[u8],
     now: u64,
 ) -> Result<String, Reason> {
-    match c.check_head(route, head).map_err(|r| r.reason)? {
+    match check_head(c, route, head).map_err(|r| r.reason)? {
         HeadVerdict::ForwardUnsigned => Ok(Accepted::Unsigned.header_value()),
-        HeadVerdict::NeedBody(p) => c
-            .verify_body(&p, body, now)
+        HeadVerdict::NeedBody(p) => verify_body(c, &p, body, now)
             .map(|a| a.header_value())
             .map_err(|r| r.reason),
     }
@@ -168,13 +167,13 @@ fn every_md5_rejection() {
         content_length: HeaderValue::One(b"256"),
         ..good
     };
-    assert!(c.check_head(LF, &fits).is_ok());
-    let HeadVerdict::NeedBody(p) = c.check_head(LF, &good).unwrap() else {
+    assert!(check_head(&c, LF, &fits).is_ok());
+    let HeadVerdict::NeedBody(p) = check_head(&c, LF, &good).unwrap() else {
         panic!()
     };
     assert_eq!(p.scheme(), Scheme::Md5);
     assert_eq!(
-        c.verify_body(&p, &[b' '; 257], NOW).unwrap_err().reason,
+        verify_body(&c, &p, &[b' '; 257], NOW).unwrap_err().reason,
         Reason::BodyTooLarge
     );
 }
@@ -185,16 +184,16 @@ fn order_of_head_checks() {
     // Wrong method wins over everything; a missing signature over a bad content type.
     let h = RequestHead::from_pairs([(":method", &b"GET"[..])]);
     assert_eq!(
-        c.check_head(LF, &h).unwrap_err().reason,
+        check_head(&c, LF, &h).unwrap_err().reason,
         Reason::MethodNotAllowed
     );
     let h = RequestHead::from_pairs([(":method", &b"POST"[..]), ("content-type", b"text/plain")]);
     assert_eq!(
-        c.check_head(LF, &h).unwrap_err().reason,
+        check_head(&c, LF, &h).unwrap_err().reason,
         Reason::MissingSignature
     );
     assert_eq!(
-        c.check_head(99, &h).unwrap_err().reason,
+        check_head(&c, 99, &h).unwrap_err().reason,
         Reason::InternalError
     );
 }
@@ -565,7 +564,7 @@ fn unsigned_routes() {
         ("content-type", b"application/json"),
     ]);
     assert_eq!(
-        c.check_head(PLAN, &none).unwrap(),
+        check_head(&c, PLAN, &none).unwrap(),
         HeadVerdict::ForwardUnsigned
     );
     assert_eq!(Accepted::Unsigned.header_value(), "none");
@@ -585,18 +584,18 @@ fn unsigned_routes() {
         ..none
     };
     assert_eq!(
-        c.check_head(PLAN, &get).unwrap_err().reason,
+        check_head(&c, PLAN, &get).unwrap_err().reason,
         Reason::MethodNotAllowed
     );
     // Default is reject.
     assert_eq!(
-        c.check_head(LF, &none).unwrap_err().reason,
+        check_head(&c, LF, &none).unwrap_err().reason,
         Reason::MissingSignature
     );
 }
 
 fn pending(c: &Config, route: usize, head: &RequestHead<'_>) -> Pending {
-    match c.check_head(route, head).unwrap() {
+    match check_head(c, route, head).unwrap() {
         HeadVerdict::NeedBody(p) => p,
         HeadVerdict::ForwardUnsigned => panic!("expected NeedBody"),
     }
@@ -635,31 +634,31 @@ fn dedup_identity_and_partner_hint() {
 #[test]
 fn verified_value_at_head_time() {
     let c = config();
-    let pending = |route: usize, head: &RequestHead<'_>| match c.check_head(route, head) {
+    let pending = |route: usize, head: &RequestHead<'_>| match check_head(&c, route, head) {
         Ok(HeadVerdict::NeedBody(p)) => p,
         other => panic!("{other:?}"),
     };
     let cube = cube_head(CUBE_SIG, b"HMAC-SHA1", b"12345648444");
     assert_eq!(
-        c.verified_at_head(&pending(CUBE, &cube)),
+        verified_at_head(&c, &pending(CUBE, &cube)),
         "cube; key=Ou8a5lyzPjN86ikmLeFC"
     );
     assert_eq!(
-        c.verified_at_head(&pending(AUTO, &cube)),
+        verified_at_head(&c, &pending(AUTO, &cube)),
         "cube; key=Ou8a5lyzPjN86ikmLeFC"
     );
     let sig = md5(BODY, MediaType::Json, "first-secret");
     let head = md5_head(b"application/json", sig.as_bytes());
     // Two md5 keys on the route: which one matches is only known from the body.
-    assert_eq!(c.verified_at_head(&pending(LF, &head)), "md5");
+    assert_eq!(verified_at_head(&c, &pending(LF, &head)), "md5");
     // `auto`: both of its keys can verify md5 (no `schemes` restriction).
-    assert_eq!(c.verified_at_head(&pending(AUTO, &head)), "md5");
+    assert_eq!(verified_at_head(&c, &pending(AUTO, &head)), "md5");
     // One md5 key on the route: the key is determined by the headers.
-    assert_eq!(c.verified_at_head(&pending(PLAN, &head)), "md5; key=old");
+    assert_eq!(verified_at_head(&c, &pending(PLAN, &head)), "md5; key=old");
     // Whenever the key is named at head time, it is the one verify_body reports.
     let p = pending(PLAN, &head);
     assert_eq!(
-        c.verify_body(&p, BODY, NOW).unwrap().header_value(),
-        c.verified_at_head(&p)
+        verify_body(&c, &p, BODY, NOW).unwrap().header_value(),
+        verified_at_head(&c, &p)
     );
 }

@@ -160,10 +160,10 @@ fn decide(
         std::iter::once((":method", method.as_bytes()))
             .chain(pairs.iter().map(|(k, v)| (k.as_str(), *v))),
     );
-    let result: Result<Accepted<'_>, Rejection> = match config.check_head(route, &head) {
+    let result: Result<Accepted<'_>, Rejection> = match lf_webhook_guard::verify::check_head(&config, route, &head) {
         Err(r) => Err(r),
         Ok(HeadVerdict::ForwardUnsigned) => Ok(Accepted::Unsigned),
-        Ok(HeadVerdict::NeedBody(pending)) => config.verify_body(&pending, body, now_ms()),
+        Ok(HeadVerdict::NeedBody(pending)) => lf_webhook_guard::verify::verify_body(&config, &pending, body, now_ms()),
     };
     match result {
         Ok(a) => (200, Some(a.header_value()), lf_webhook_guard::Reason::InternalError),

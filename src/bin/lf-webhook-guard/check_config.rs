@@ -102,8 +102,8 @@ fn check_plugin(text: &[u8], prefix: &str, env: &EnvSource, problems: &mut Vec<P
     check_plugin_in(text, prefix, env, None, problems)
 }
 
-/// `check_plugin` inside an Envoy configuration that defines `clusters` (static clusters; None
-/// when unknown): the fleet de-dup store must name one of them.
+/// `check_plugin` inside an Envoy configuration that defines `clusters` (its static clusters;
+/// None when unknown): the fleet de-dup store must name one of them.
 fn check_plugin_in(
     text: &[u8],
     prefix: &str,
@@ -121,9 +121,10 @@ fn check_plugin_in(
     match Config::from_json(text, |var| env.lookup(var)) {
         Err(e) => add(&e.field, e.message.clone()),
         Ok(config) => {
-            for e in clusters.map_or_else(Vec::new, |c| {
+            let undefined = clusters.map_or_else(Vec::new, |c| {
                 lf_webhook_guard::dedup::etcd::undefined_clusters(&config, c)
-            }) {
+            });
+            for e in undefined {
                 add(&e.field, e.message);
             }
         }
@@ -204,6 +205,7 @@ fn static_clusters(doc: &Value) -> Option<Vec<String>> {
 }
 
 fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize {
+    let clusters = static_clusters(doc);
     let mut chains = Vec::new();
     walk(doc, String::new(), &mut chains);
     let mut found = 0;
@@ -223,110 +225,12 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
                 continue;
             }
             found += 1;
-            let at = format!("{chain_path}[{j}]");
-            let cfg_path = format!("{at}.typed_config.config");
-            let cfg = f.pointer("/typed_config/config").unwrap_or(&Value::Null);
-            let mut add = |path: String, message: String| problems.push(Problem { path, message });
-            let envvars = cfg.pointer("/vm_config/environment_variables");
-            let host_keys: Vec<String> = envvars
-                .and_then(|e| e.get("host_env_keys"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let key_values: BTreeMap<String, String> = envvars
-                .and_then(|e| e.get("key_values"))
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let configuration = cfg.get("configuration");
-            let plugin_text = match configuration {
-                None => {
-                    add(format!("{cfg_path}.configuration"), "missing: the filter needs its plugin JSON as a google.protobuf.StringValue".into());
-                    None
-                }
-                Some(c) => {
-                    if c.get("@type").and_then(Value::as_str) != Some(STRING_VALUE_TYPE) {
-                        add(
-                            format!("{cfg_path}.configuration.@type"),
-                            format!("must be {STRING_VALUE_TYPE}"),
-                        );
-                    }
-                    match c.get("value").and_then(Value::as_str) {
-                        Some(v) => Some(v.to_string()),
-                        None => {
-                            add(
-                                format!("{cfg_path}.configuration.value"),
-                                "missing or not a string: the plugin JSON".into(),
-                            );
-                            None
-                        }
-                    }
-                }
-            };
-            let hold = match plugin_text {
-                Some(text) => {
-                    let env = EnvSource {
-                        no_env,
-                        envoy: Some((host_keys, key_values)),
-                        missing: RefCell::new(Vec::new()),
-                        counter: std::cell::Cell::new(0),
-                    };
-                    check_plugin_in(
-                        text.as_bytes(),
-                        &format!("{cfg_path}.configuration.value"),
-                        &env,
-                        static_clusters(doc).as_deref(),
-                        problems,
-                    )
-                }
-                None => true,
-            };
-            let mut add = |path: String, message: String| problems.push(Problem { path, message });
-            let allow = cfg
-                .get("allow_on_headers_stop_iteration")
-                .and_then(Value::as_bool)
-                == Some(true);
             let buffer_after = filters
                 .iter()
                 .skip(j + 1)
                 .any(|x| is_filter(x, "envoy.filters.http.buffer", BUFFER_TYPE));
-            if hold && !allow {
-                add(
-                    format!("{cfg_path}.allow_on_headers_stop_iteration"),
-                    format!(
-                        "must be true: the filter holds the headers until the body is verified (hold_headers defaults to true) and without this flag Envoy never delivers the body, so requests hang (Envoy >= 1.35){}",
-                        if buffer_after { "; the buffer filter after it does not help in hold mode: set \"hold_headers\": false to use it" } else { "; or set \"hold_headers\": false and put envoy.filters.http.buffer after this filter" }
-                    ),
-                );
-            }
-            if !hold && !buffer_after {
-                add(
-                    at.clone(),
-                    "\"hold_headers\": false but no envoy.filters.http.buffer filter follows this filter: a forged request's headers would reach the backend before the body is checked".into(),
-                );
-            }
-            if cfg.get("fail_open").and_then(Value::as_bool) == Some(true) {
-                add(
-                    format!("{cfg_path}.fail_open"),
-                    "true forwards requests unverified when the Wasm VM fails: set it to false"
-                        .into(),
-                );
-            }
-            if cfg.get("failure_policy").and_then(Value::as_str) == Some("FAIL_OPEN") {
-                add(
-                    format!("{cfg_path}.failure_policy"),
-                    "FAIL_OPEN forwards requests unverified when the Wasm VM fails: use FAIL_CLOSED (or FAIL_RELOAD)"
-                        .into(),
-                );
-            }
+            let at = format!("{chain_path}[{j}]");
+            check_wasm_filter(f, &at, buffer_after, no_env, clusters.as_deref(), problems);
         }
     }
     check_route_exemptions(doc, String::new(), problems);
@@ -339,6 +243,142 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
         });
     }
     found
+}
+
+/// One lf_webhook_guard Wasm filter at `at`: its plugin JSON (with the VM's environment), the
+/// hold / buffer mode pairing and the failure policy.
+fn check_wasm_filter(
+    f: &Value,
+    at: &str,
+    buffer_after: bool,
+    no_env: bool,
+    clusters: Option<&[String]>,
+    problems: &mut Vec<Problem>,
+) {
+    let cfg_path = format!("{at}.typed_config.config");
+    let cfg = f.pointer("/typed_config/config").unwrap_or(&Value::Null);
+    let plugin_text = plugin_text(cfg, &cfg_path, problems);
+    let hold = match plugin_text {
+        Some(text) => {
+            let env = EnvSource {
+                no_env,
+                envoy: Some(vm_env(cfg)),
+                missing: RefCell::new(Vec::new()),
+                counter: std::cell::Cell::new(0),
+            };
+            check_plugin_in(
+                text.as_bytes(),
+                &format!("{cfg_path}.configuration.value"),
+                &env,
+                clusters,
+                problems,
+            )
+        }
+        None => true,
+    };
+    check_modes(cfg, &cfg_path, at, hold, buffer_after, problems);
+}
+
+/// The VM's `host_env_keys` and `key_values`.
+fn vm_env(cfg: &Value) -> (Vec<String>, BTreeMap<String, String>) {
+    let envvars = cfg.pointer("/vm_config/environment_variables");
+    let host_keys: Vec<String> = envvars
+        .and_then(|e| e.get("host_env_keys"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let key_values: BTreeMap<String, String> = envvars
+        .and_then(|e| e.get("key_values"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    (host_keys, key_values)
+}
+
+/// The plugin JSON of `configuration` (a StringValue), or the problem why there is none.
+fn plugin_text(cfg: &Value, cfg_path: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    let mut add = |path: String, message: String| problems.push(Problem { path, message });
+    let configuration = cfg.get("configuration");
+    match configuration {
+        None => {
+            add(
+                format!("{cfg_path}.configuration"),
+                "missing: the filter needs its plugin JSON as a google.protobuf.StringValue".into(),
+            );
+            None
+        }
+        Some(c) => {
+            if c.get("@type").and_then(Value::as_str) != Some(STRING_VALUE_TYPE) {
+                add(
+                    format!("{cfg_path}.configuration.@type"),
+                    format!("must be {STRING_VALUE_TYPE}"),
+                );
+            }
+            match c.get("value").and_then(Value::as_str) {
+                Some(v) => Some(v.to_string()),
+                None => {
+                    add(
+                        format!("{cfg_path}.configuration.value"),
+                        "missing or not a string: the plugin JSON".into(),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Hold mode needs `allow_on_headers_stop_iteration`, buffer mode a buffer filter after this
+/// one; no failure policy may forward unverified requests.
+fn check_modes(
+    cfg: &Value,
+    cfg_path: &str,
+    at: &str,
+    hold: bool,
+    buffer_after: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let mut add = |path: String, message: String| problems.push(Problem { path, message });
+    let allow = cfg
+        .get("allow_on_headers_stop_iteration")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if hold && !allow {
+        add(
+            format!("{cfg_path}.allow_on_headers_stop_iteration"),
+            format!(
+                "must be true: the filter holds the headers until the body is verified (hold_headers defaults to true) and without this flag Envoy never delivers the body, so requests hang (Envoy >= 1.35){}",
+                if buffer_after { "; the buffer filter after it does not help in hold mode: set \"hold_headers\": false to use it" } else { "; or set \"hold_headers\": false and put envoy.filters.http.buffer after this filter" }
+            ),
+        );
+    }
+    if !hold && !buffer_after {
+        add(
+            at.to_string(),
+            "\"hold_headers\": false but no envoy.filters.http.buffer filter follows this filter: a forged request's headers would reach the backend before the body is checked".into(),
+        );
+    }
+    if cfg.get("fail_open").and_then(Value::as_bool) == Some(true) {
+        add(
+            format!("{cfg_path}.fail_open"),
+            "true forwards requests unverified when the Wasm VM fails: set it to false".into(),
+        );
+    }
+    if cfg.get("failure_policy").and_then(Value::as_str) == Some("FAIL_OPEN") {
+        add(
+            format!("{cfg_path}.failure_policy"),
+            "FAIL_OPEN forwards requests unverified when the Wasm VM fails: use FAIL_CLOSED (or FAIL_RELOAD)"
+                .into(),
+        );
+    }
 }
 
 /// Envoy routes that disable a filter per route (`typed_per_filter_config: {..: {disabled:

@@ -22,8 +22,7 @@ use lf_webhook_guard::{
 use md5::{Digest, Md5};
 use serde_json::json;
 
-use crate::input::{Captured, CliError, RequestArgs, SecretArgs};
-use crate::verify::{md5_config_fragment, md5_json};
+use crate::input::{md5_config_fragment, md5_json, Captured, CliError, RequestArgs, SecretArgs};
 
 /// Exit status when only variants the filter cannot be configured for match.
 pub const EXIT_UNSUPPORTED_VARIANT: u8 = 3;
@@ -194,14 +193,10 @@ fn encode(digest: &[u8], encoding: Encoding) -> String {
     }
 }
 
-fn diagnose_md5(
-    req: &Captured,
-    header: &[u8],
-    secret: &[u8],
-    notes: &mut Vec<String>,
-) -> (usize, Vec<Match>) {
-    let provided = String::from_utf8_lossy(header.trim_ascii()).into_owned();
-    let media = match req.header("content-type").map(media_type) {
+/// The media type the md5 variants read the body as (the filter's, or sniffed when the filter
+/// would reject the Content-Type, with a note).
+fn md5_media(req: &Captured, notes: &mut Vec<String>) -> MediaType {
+    match req.header("content-type").map(media_type) {
         Some(Ok(m)) => m,
         other => {
             let m = sniff(&req.body);
@@ -215,7 +210,66 @@ fn diagnose_md5(
             ));
             m
         }
-    };
+    }
+}
+
+/// How one md5 variant deviates from the filter's default rules.
+fn md5_deviations(
+    empty: EmptyValues,
+    nested: NestedValues,
+    numbers: Numbers,
+    form_as_sent: bool,
+    amp: bool,
+    encoding: Encoding,
+) -> Vec<Deviation> {
+    let mut dev = Vec::new();
+    let mut push = |what, configurable| dev.push(Deviation { what, configurable });
+    if empty == EmptyValues::Skip {
+        push("empty values left out of the signed text", true);
+    }
+    if nested == NestedValues::Raw {
+        push("nested objects/arrays signed as their raw JSON text", true);
+    }
+    match numbers {
+        Numbers::Literal => {}
+        Numbers::JavaDouble => push(
+            "numbers re-formatted as Java doubles (18 -> 18.0, 1642385160000 -> 1.64238516E12)",
+            false,
+        ),
+        Numbers::Shortest => push(
+            "numbers re-formatted to their shortest decimal form (1.50 -> 1.5, 1e3 -> 1000)",
+            false,
+        ),
+    }
+    if form_as_sent {
+        push(
+            "form values signed as sent, still URL-encoded (not decoded)",
+            false,
+        );
+    }
+    if !amp {
+        push("secret appended without the `&` separator", false);
+    }
+    match encoding {
+        Encoding::B64LowerHex => {}
+        Encoding::B64UpperHex => push("base64 of the UPPER-case hex digest", false),
+        Encoding::B64Digest => push(
+            "base64 of the raw 16-byte digest (not of the hex string)",
+            false,
+        ),
+        Encoding::LowerHex => push("the hex digest itself, not base64-encoded", false),
+    }
+    dev
+}
+
+fn diagnose_md5(
+    req: &Captured,
+    header: &[u8],
+    secret: &[u8],
+    notes: &mut Vec<String>,
+) -> (usize, Vec<Match>) {
+    let provided = String::from_utf8_lossy(header.trim_ascii()).into_owned();
+    let media = md5_media(req, notes);
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let mut tried = 0usize;
     let mut matches = Vec::new();
@@ -263,42 +317,8 @@ fn diagnose_md5(
                             if encode(&digest, encoding) != provided {
                                 continue;
                             }
-                            let mut dev = Vec::new();
-                            let mut push =
-                                |what, configurable| dev.push(Deviation { what, configurable });
-                            if empty == EmptyValues::Skip {
-                                push("empty values left out of the signed text", true);
-                            }
-                            if nested == NestedValues::Raw {
-                                push("nested objects/arrays signed as their raw JSON text", true);
-                            }
-                            match numbers {
-                                Numbers::Literal => {}
-                                Numbers::JavaDouble => push("numbers re-formatted as Java doubles (18 -> 18.0, 1642385160000 -> 1.64238516E12)", false),
-                                Numbers::Shortest => push("numbers re-formatted to their shortest decimal form (1.50 -> 1.5, 1e3 -> 1000)", false),
-                            }
-                            if form_as_sent {
-                                push(
-                                    "form values signed as sent, still URL-encoded (not decoded)",
-                                    false,
-                                );
-                            }
-                            if !amp {
-                                push("secret appended without the `&` separator", false);
-                            }
-                            match encoding {
-                                Encoding::B64LowerHex => {}
-                                Encoding::B64UpperHex => {
-                                    push("base64 of the UPPER-case hex digest", false)
-                                }
-                                Encoding::B64Digest => push(
-                                    "base64 of the raw 16-byte digest (not of the hex string)",
-                                    false,
-                                ),
-                                Encoding::LowerHex => {
-                                    push("the hex digest itself, not base64-encoded", false)
-                                }
-                            }
+                            let dev =
+                                md5_deviations(empty, nested, numbers, form_as_sent, amp, encoding);
                             let configurable = dev.iter().all(|d| d.configurable);
                             // Confirm with the core before promising a configuration.
                             let confirmed = configurable
@@ -318,6 +338,36 @@ fn diagnose_md5(
 }
 
 // ------------------------------------------------------------------------------ cube ----
+
+/// The body's Cube canonical JSON, or None (noted) when the filter would not accept it.
+fn cube_canonical(req: &Captured, notes: &mut Vec<String>) -> Option<Vec<u8>> {
+    let canonical = Json::parse(&req.body).ok().map(|json| {
+        let mut out = Vec::new();
+        cube_json(&json, &mut |b: &[u8]| out.extend_from_slice(b));
+        out
+    });
+    if canonical.is_none() {
+        notes.push(
+            "the body is not a JSON object the filter accepts: only `body as sent` is tried".into(),
+        );
+    }
+    canonical
+}
+
+/// The x-lf-algo texts a sender may have signed, with the deviation each one is.
+fn cube_algos(algo: &[u8]) -> [(Vec<u8>, Option<&'static str>); 3] {
+    [
+        (algo.to_vec(), None),
+        (
+            algo.to_ascii_uppercase(),
+            Some("x-lf-algo upper-cased in the signed text (header sent in another case)"),
+        ),
+        (
+            algo.to_ascii_lowercase(),
+            Some("x-lf-algo lower-cased in the signed text"),
+        ),
+    ]
+}
 
 fn diagnose_cube(
     req: &Captured,
@@ -347,30 +397,11 @@ fn diagnose_cube(
         get(CUBE_ALGO_HEADER)?,
         get(CUBE_TIMESTAMP_HEADER)?,
     );
-    let canonical = Json::parse(&req.body).ok().map(|json| {
-        let mut out = Vec::new();
-        cube_json(&json, &mut |b: &[u8]| out.extend_from_slice(b));
-        out
-    });
-    if canonical.is_none() {
-        notes.push(
-            "the body is not a JSON object the filter accepts: only `body as sent` is tried".into(),
-        );
-    }
+    let canonical = cube_canonical(req, notes);
     let mut tried = 0;
     let mut matches = Vec::new();
     let mut seen: Vec<Vec<u8>> = Vec::new();
-    let algos = [
-        (algo.to_vec(), None),
-        (
-            algo.to_ascii_uppercase(),
-            Some("x-lf-algo upper-cased in the signed text (header sent in another case)"),
-        ),
-        (
-            algo.to_ascii_lowercase(),
-            Some("x-lf-algo lower-cased in the signed text"),
-        ),
-    ];
+    let algos = cube_algos(algo);
     for (algo_text, algo_dev) in &algos {
         let bodies = [
             (canonical.clone(), None),
@@ -411,6 +442,54 @@ fn diagnose_cube(
     Ok((tried, matches))
 }
 
+/// The configuration that makes the filter accept a match, as printed.
+fn config_text(scheme: &str, m: &Match) -> Option<String> {
+    m.opts.map(|o| {
+        if scheme == "cube" || o == Md5Options::default() {
+            "the default rules (no option needed)".to_string()
+        } else {
+            md5_config_fragment(&o)
+        }
+    })
+}
+
+/// The human-readable report (notes and hints on stderr).
+fn print_text(scheme: &str, tried: usize, matches: &[Match], notes: &[String]) {
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    println!("scheme: {scheme}; tried {tried} distinct variants of the rules");
+    match matches.first() {
+        None => {
+            println!("no variant matches: the key is probably wrong (or the body was changed after signing)");
+            eprintln!("hint: check the secret (--secret-env) and that the capture is the exact body that was sent");
+        }
+        Some(_) => {
+            for (i, m) in matches.iter().enumerate() {
+                let label = if i == 0 { "match" } else { "also matches" };
+                if m.deviations.is_empty() {
+                    println!("{label}: the filter's own rules");
+                } else {
+                    let what: Vec<&str> = m.deviations.iter().map(|d| d.what).collect();
+                    println!("{label}: {}", what.join("; "));
+                }
+                match config_text(scheme, m) {
+                    Some(c) => println!("  the filter accepts it with: {c}"),
+                    None => {
+                        let bad: Vec<&str> = m
+                            .deviations
+                            .iter()
+                            .filter(|d| !d.configurable)
+                            .map(|d| d.what)
+                            .collect();
+                        println!("  the filter cannot be configured for: {}", bad.join("; "));
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn run(args: DiagnoseArgs) -> Result<u8, CliError> {
     let req = args.request.load()?;
     let secret = args.secret.resolve()?;
@@ -440,15 +519,6 @@ pub fn run(args: DiagnoseArgs) -> Result<u8, CliError> {
         Some(_) => EXIT_UNSUPPORTED_VARIANT,
         None => EXIT_NO_MATCH,
     };
-    let config_text = |m: &Match| -> Option<String> {
-        m.opts.map(|o| {
-            if scheme == "cube" || o == Md5Options::default() {
-                "the default rules (no option needed)".to_string()
-            } else {
-                md5_config_fragment(&o)
-            }
-        })
-    };
     if args.json {
         let list: Vec<serde_json::Value> = matches
             .iter()
@@ -471,39 +541,7 @@ pub fn run(args: DiagnoseArgs) -> Result<u8, CliError> {
         );
         return Ok(code);
     }
-    for n in &notes {
-        eprintln!("note: {n}");
-    }
-    println!("scheme: {scheme}; tried {tried} distinct variants of the rules");
-    match matches.first() {
-        None => {
-            println!("no variant matches: the key is probably wrong (or the body was changed after signing)");
-            eprintln!("hint: check the secret (--secret-env) and that the capture is the exact body that was sent");
-        }
-        Some(_) => {
-            for (i, m) in matches.iter().enumerate() {
-                let label = if i == 0 { "match" } else { "also matches" };
-                if m.deviations.is_empty() {
-                    println!("{label}: the filter's own rules");
-                } else {
-                    let what: Vec<&str> = m.deviations.iter().map(|d| d.what).collect();
-                    println!("{label}: {}", what.join("; "));
-                }
-                match config_text(m) {
-                    Some(c) => println!("  the filter accepts it with: {c}"),
-                    None => {
-                        let bad: Vec<&str> = m
-                            .deviations
-                            .iter()
-                            .filter(|d| !d.configurable)
-                            .map(|d| d.what)
-                            .collect();
-                        println!("  the filter cannot be configured for: {}", bad.join("; "));
-                    }
-                }
-            }
-        }
-    }
+    print_text(scheme, tried, &matches, &notes);
     Ok(code)
 }
 

@@ -17,8 +17,7 @@ use lf_webhook_guard::{
 };
 use serde_json::json;
 
-use crate::input::{read_input, Captured, CliError, RequestArgs};
-use crate::sign::BodyKind;
+use crate::input::{read_input, BodyKind, Captured, CliError, RequestArgs};
 
 /// Placeholder printed where the secret goes.
 pub const SECRET_PLACEHOLDER: &str = "<secret>";
@@ -107,7 +106,7 @@ fn md5_options(args: &ExplainArgs) -> Result<Md5Options, CliError> {
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
         return Ok(config.md5);
     }
-    Ok(crate::sign::md5_options(
+    Ok(crate::input::md5_options(
         args.skip_empty,
         args.raw_nested,
         args.any_value_types,
@@ -146,6 +145,31 @@ fn explain_md5(
     d.push(format!(
         "body read as {kind}, {how}; text is UTF-8, signed as UTF-8 bytes"
     ));
+    order_decisions(media, body, &params, opts, &mut d)?;
+    match media {
+        MediaType::Json => json_value_decisions(body, opts, &mut d)?,
+        MediaType::Form => form_decisions(body, &mut d),
+    }
+    d.push("values signed as plain text, not URL-encoded".into());
+    d.push(format!(
+        "then `&` and the secret (shown as {SECRET_PLACEHOLDER}; a secret's own `=`/`&` are kept)"
+    ));
+    Ok(Explained {
+        scheme: "md5",
+        signed_text: text,
+        formula: "x-lf-md5 = base64(lowercase hex(MD5(signed text))), 44 characters",
+        decisions: d,
+    })
+}
+
+/// The key order (sent vs signed) and the empty values.
+fn order_decisions(
+    media: MediaType,
+    body: &[u8],
+    params: &Params,
+    opts: &Md5Options,
+    d: &mut Vec<String>,
+) -> Result<(), Rejection> {
     let sent_order: Vec<String> = match media {
         MediaType::Json => json_members_as_sent(body)?
             .into_iter()
@@ -181,74 +205,72 @@ fn explain_md5(
             ),
         });
     }
-    match media {
-        MediaType::Json => {
-            let (mut numbers, mut escaped, mut bools, mut nested) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (k, raw) in json_members_as_sent(body)? {
-                let raw = raw.get();
-                match raw.as_bytes().first() {
-                    Some(b'"') if raw.contains('\\') => escaped.push(k.into_owned()),
-                    Some(b'"') | Some(b'n') => {}
-                    Some(b't') | Some(b'f') => bools.push(k.into_owned()),
-                    Some(b'{') | Some(b'[') => nested.push(k.into_owned()),
-                    Some(_) => numbers.push(format!("{k}={raw}")),
-                    None => {}
-                }
-            }
-            if !numbers.is_empty() {
-                d.push(format!(
-                    "numbers signed as their literal text exactly as sent (never re-formatted): {}",
-                    list(&numbers)
-                ));
-            }
-            if !bools.is_empty() {
-                d.push(format!(
-                    "booleans signed as `true`/`false`: {}",
-                    list(&bools)
-                ));
-            }
-            if !escaped.is_empty() {
-                d.push(format!(
-                    "JSON string escapes decoded (\\u00e9 -> é, \\\" -> \"): {}",
-                    list(&escaped)
-                ));
-            }
-            if !nested.is_empty() && opts.nested_values == NestedValues::Raw {
-                d.push(format!(
-                    "nested objects/arrays signed as their raw JSON text as sent (md5.nested_values: raw): {}",
-                    list(&nested)
-                ));
-            }
-        }
-        MediaType::Form => {
-            let decoded: Vec<String> = form_pairs_as_sent(body)
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let changed = k.iter().chain(v).any(|&b| b == b'+' || b == b'%');
-                    changed.then(|| String::from_utf8_lossy(k).into_owned())
-                })
-                .collect();
-            if decoded.is_empty() {
-                d.push("form pairs need no decoding (no `+` or %XX)".into());
-            } else {
-                d.push(format!(
-                    "form-decoded before signing (`+` -> space, %XX -> byte): {}",
-                    list(&decoded)
-                ));
-            }
+    Ok(())
+}
+
+/// How JSON values are signed: numbers as sent, booleans, escapes, raw nested values.
+fn json_value_decisions(
+    body: &[u8],
+    opts: &Md5Options,
+    d: &mut Vec<String>,
+) -> Result<(), Rejection> {
+    let (mut numbers, mut escaped, mut bools, mut nested) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, raw) in json_members_as_sent(body)? {
+        let raw = raw.get();
+        match raw.as_bytes().first() {
+            Some(b'"') if raw.contains('\\') => escaped.push(k.into_owned()),
+            Some(b'"') | Some(b'n') => {}
+            Some(b't') | Some(b'f') => bools.push(k.into_owned()),
+            Some(b'{') | Some(b'[') => nested.push(k.into_owned()),
+            Some(_) => numbers.push(format!("{k}={raw}")),
+            None => {}
         }
     }
-    d.push("values signed as plain text, not URL-encoded".into());
-    d.push(format!(
-        "then `&` and the secret (shown as {SECRET_PLACEHOLDER}; a secret's own `=`/`&` are kept)"
-    ));
-    Ok(Explained {
-        scheme: "md5",
-        signed_text: text,
-        formula: "x-lf-md5 = base64(lowercase hex(MD5(signed text))), 44 characters",
-        decisions: d,
-    })
+    if !numbers.is_empty() {
+        d.push(format!(
+            "numbers signed as their literal text exactly as sent (never re-formatted): {}",
+            list(&numbers)
+        ));
+    }
+    if !bools.is_empty() {
+        d.push(format!(
+            "booleans signed as `true`/`false`: {}",
+            list(&bools)
+        ));
+    }
+    if !escaped.is_empty() {
+        d.push(format!(
+            "JSON string escapes decoded (\\u00e9 -> é, \\\" -> \"): {}",
+            list(&escaped)
+        ));
+    }
+    if !nested.is_empty() && opts.nested_values == NestedValues::Raw {
+        d.push(format!(
+            "nested objects/arrays signed as their raw JSON text as sent (md5.nested_values: raw): {}",
+            list(&nested)
+        ));
+    }
+    Ok(())
+}
+
+/// Whether form pairs were decoded.
+fn form_decisions(body: &[u8], d: &mut Vec<String>) {
+    let decoded: Vec<String> = form_pairs_as_sent(body)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let changed = k.iter().chain(v).any(|&b| b == b'+' || b == b'%');
+            changed.then(|| String::from_utf8_lossy(k).into_owned())
+        })
+        .collect();
+    if decoded.is_empty() {
+        d.push("form pairs need no decoding (no `+` or %XX)".into());
+    } else {
+        d.push(format!(
+            "form-decoded before signing (`+` -> space, %XX -> byte): {}",
+            list(&decoded)
+        ));
+    }
 }
 
 fn explain_cube(args: &ExplainArgs, req: &Captured) -> Result<Explained, CliError> {

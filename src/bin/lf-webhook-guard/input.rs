@@ -1,11 +1,15 @@
-//! Inputs shared by the subcommands: secrets, bodies, and captured requests (a raw HTTP/1.1
-//! request file, or `--header` lines plus a `--body` file).
+//! What the subcommands share: secrets, bodies, and captured requests (a raw HTTP/1.1 request
+//! file, or `--header` lines plus a `--body` file); the body encoding flag; the md5
+//! canonicalisation options from the command-line flags and as plugin-configuration JSON.
+//! Subcommands import from here (or the library), never from each other.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
-use lf_webhook_guard::RequestHead;
+use clap::{Args, ValueEnum};
+use lf_webhook_guard::body::sniff;
+use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
+use lf_webhook_guard::{MediaType, RequestHead};
 
 /// A command-line error: a message for stderr plus an optional hint. Exit status 2.
 #[derive(Debug)]
@@ -80,6 +84,65 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
         std::fs::read(path)
             .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+pub enum BodyKind {
+    Auto,
+    Json,
+    Form,
+}
+
+impl BodyKind {
+    pub fn media(self, body: &[u8]) -> MediaType {
+        match self {
+            BodyKind::Auto => sniff(body),
+            BodyKind::Json => MediaType::Json,
+            BodyKind::Form => MediaType::Form,
+        }
+    }
+}
+
+/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` /
+/// `--any-value-types` flags.
+pub fn md5_options(skip_empty: bool, raw_nested: bool, any_value_types: bool) -> Md5Options {
+    Md5Options {
+        empty_values: if skip_empty {
+            EmptyValues::Skip
+        } else {
+            EmptyValues::Keep
+        },
+        nested_values: if raw_nested {
+            NestedValues::Raw
+        } else {
+            NestedValues::Reject
+        },
+        value_types: if any_value_types {
+            ValueTypes::Any
+        } else {
+            ValueTypes::Strings
+        },
+    }
+}
+
+/// The `md5` object of a plugin configuration for these options (defaults left out).
+pub fn md5_json(opts: &Md5Options) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    if opts.empty_values == EmptyValues::Skip {
+        m.insert("empty_values".into(), "skip".into());
+    }
+    if opts.nested_values == NestedValues::Raw {
+        m.insert("nested_values".into(), "raw".into());
+    }
+    if opts.value_types == ValueTypes::Any {
+        m.insert("value_types".into(), "any".into());
+    }
+    serde_json::Value::Object(m)
+}
+
+/// The `"md5": {...}` fragment of a plugin configuration for these options.
+pub fn md5_config_fragment(opts: &Md5Options) -> String {
+    format!("\"md5\": {}", md5_json(opts))
 }
 
 /// How a captured request is given: `--request FILE`, or `--header` lines and `--body FILE`.
@@ -190,6 +253,39 @@ fn split_header(line: &[u8]) -> Result<(String, Vec<u8>), String> {
 /// Parse a raw HTTP/1.x request.
 pub fn parse_raw_request(data: &[u8]) -> Result<Captured, String> {
     let mut notes = Vec::new();
+    let (lines, body_start) = split_head(data, &mut notes);
+    let (request_line, header_lines) = lines.split_first().ok_or("empty request")?;
+    let (method, path) = request_target(request_line)?;
+    let mut headers = Vec::with_capacity(header_lines.len());
+    for line in header_lines {
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return Err("folded header line (obsolete line folding) is not supported".into());
+        }
+        headers.push(
+            split_header(line)
+                .map_err(|e| format!("header line {:?}: {e}", String::from_utf8_lossy(line)))?,
+        );
+    }
+    let rest = match body_start {
+        Some(start) => data.get(start..).unwrap_or_default(),
+        None => {
+            notes.push("no blank line after the headers: empty body".into());
+            &[][..]
+        }
+    };
+    let body = decode_body(&headers, rest, &mut notes)?;
+    Ok(Captured {
+        method,
+        path: Some(path),
+        headers,
+        body,
+        notes,
+    })
+}
+
+/// The head's lines (line ends stripped, blank lines before the request line skipped) and
+/// where the body starts (after the blank line), noting LF or mixed line ends.
+fn split_head<'a>(data: &'a [u8], notes: &mut Vec<String>) -> (Vec<&'a [u8]>, Option<usize>) {
     let mut pos = 0usize;
     let mut lines: Vec<&[u8]> = Vec::new();
     let mut saw_crlf = false;
@@ -230,7 +326,11 @@ pub fn parse_raw_request(data: &[u8]) -> Result<Captured, String> {
             "LF line ends (not CRLF) in the head: read as CRLF".to_string()
         });
     }
-    let (request_line, header_lines) = lines.split_first().ok_or("empty request")?;
+    (lines, body_start)
+}
+
+/// `METHOD /path HTTP/1.x` -> (method, path); an absolute-form target loses its authority.
+fn request_target(request_line: &[u8]) -> Result<(String, String), String> {
     let request_line = std::str::from_utf8(request_line).map_err(|_| "request line is not text")?;
     if request_line.starts_with("== Info:") || request_line.starts_with("=> Send") {
         return Err(
@@ -257,23 +357,15 @@ pub fn parse_raw_request(data: &[u8]) -> Result<Captured, String> {
         }
         None => target,
     };
-    let mut headers = Vec::with_capacity(header_lines.len());
-    for line in header_lines {
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            return Err("folded header line (obsolete line folding) is not supported".into());
-        }
-        headers.push(
-            split_header(line)
-                .map_err(|e| format!("header line {:?}: {e}", String::from_utf8_lossy(line)))?,
-        );
-    }
-    let rest = match body_start {
-        Some(start) => data.get(start..).unwrap_or_default(),
-        None => {
-            notes.push("no blank line after the headers: empty body".into());
-            &[][..]
-        }
-    };
+    Ok((method.to_string(), path.to_string()))
+}
+
+/// The body after the head: chunked (decoded), Content-Length bytes, or the rest of the file.
+fn decode_body(
+    headers: &[(String, Vec<u8>)],
+    rest: &[u8],
+    notes: &mut Vec<String>,
+) -> Result<Vec<u8>, String> {
     let find = |name: &str| -> Vec<&[u8]> {
         headers
             .iter()
@@ -287,12 +379,12 @@ pub fn parse_raw_request(data: &[u8]) -> Result<Captured, String> {
             .trim_end()
             .ends_with("chunked")
     });
-    let body = if chunked {
+    if chunked {
         if !find("content-length").is_empty() {
             notes.push("both Transfer-Encoding: chunked and Content-Length: chunked wins".into());
         }
         notes.push("chunked body decoded".into());
-        decode_chunked(rest)?
+        decode_chunked(rest)
     } else if let Some(cl) = find("content-length").first() {
         let n: usize = std::str::from_utf8(cl)
             .ok()
@@ -310,22 +402,15 @@ pub fn parse_raw_request(data: &[u8]) -> Result<Captured, String> {
                 rest.len() - n
             ));
         }
-        rest.get(..n).unwrap_or_default().to_vec()
+        Ok(rest.get(..n).unwrap_or_default().to_vec())
     } else {
         if !rest.is_empty() {
             notes.push(
                 "no Content-Length or chunked encoding: the rest of the file is the body".into(),
             );
         }
-        rest.to_vec()
-    };
-    Ok(Captured {
-        method: method.to_string(),
-        path: Some(path.to_string()),
-        headers,
-        body,
-        notes,
-    })
+        Ok(rest.to_vec())
+    }
 }
 
 /// Decode a chunked body (CRLF or LF line ends; extensions and trailers ignored).

@@ -4,14 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use lf_webhook_guard::body::sniff;
-use lf_webhook_guard::config::{EmptyValues, Md5Options, NestedValues, ValueTypes};
 use lf_webhook_guard::{
     sign_cube, sign_md5, MediaType, Rejection, CUBE_ALGO_HEADER, CUBE_SIGNATURE_HEADER,
     CUBE_TIMESTAMP_HEADER, CUBE_VERSION_HEADER, MD5_HEADER,
 };
 
-use crate::input::{read_input, CliError, SecretArgs};
+use crate::input::{md5_options, read_input, BodyKind, CliError, SecretArgs};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum SignScheme {
@@ -19,49 +17,10 @@ pub enum SignScheme {
     Cube,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
-pub enum BodyKind {
-    Auto,
-    Json,
-    Form,
-}
-
-impl BodyKind {
-    pub fn media(self, body: &[u8]) -> MediaType {
-        match self {
-            BodyKind::Auto => sniff(body),
-            BodyKind::Json => MediaType::Json,
-            BodyKind::Form => MediaType::Form,
-        }
-    }
-}
-
-pub fn content_type(media: MediaType) -> &'static str {
+fn content_type(media: MediaType) -> &'static str {
     match media {
         MediaType::Json => "application/json",
         MediaType::Form => "application/x-www-form-urlencoded",
-    }
-}
-
-/// The legacy canonicalisation options from the `--skip-empty` / `--raw-nested` /
-/// `--any-value-types` flags.
-pub fn md5_options(skip_empty: bool, raw_nested: bool, any_value_types: bool) -> Md5Options {
-    Md5Options {
-        empty_values: if skip_empty {
-            EmptyValues::Skip
-        } else {
-            EmptyValues::Keep
-        },
-        nested_values: if raw_nested {
-            NestedValues::Raw
-        } else {
-            NestedValues::Reject
-        },
-        value_types: if any_value_types {
-            ValueTypes::Any
-        } else {
-            ValueTypes::Strings
-        },
     }
 }
 
@@ -134,13 +93,30 @@ pub fn shell_quote(text: &[u8]) -> Vec<u8> {
 pub fn run(args: SignArgs) -> Result<(), CliError> {
     let secret = args.secret.resolve()?;
     let body = read_input(&args.body)?;
-    let (media, headers): (MediaType, Vec<(&str, String)>) = match args.scheme {
+    let (media, headers) = signature_headers(&args, &secret, &body)?;
+    let out = render(&args, media, &headers, &body)?;
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| CliError::new(format!("cannot write output: {e}")))
+}
+
+/// Signature headers (name, value), in the order printed.
+type Headers = Vec<(&'static str, String)>;
+
+/// The media type the body is sent as, and the signature header(s).
+fn signature_headers(
+    args: &SignArgs,
+    secret: &str,
+    body: &[u8],
+) -> Result<(MediaType, Headers), CliError> {
+    Ok(match args.scheme {
         SignScheme::Cube => {
             let key_id = args
                 .key_id
+                .clone()
                 .ok_or_else(|| CliError::new("--key-id is required with --scheme cube"))?;
-            let timestamp = match args.timestamp {
-                Some(t) => t,
+            let timestamp = match &args.timestamp {
+                Some(t) => t.clone(),
                 None => std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_err(|e| CliError::new(e.to_string()))?
@@ -148,7 +124,7 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
                     .to_string(),
             };
             let sig = sign_cube(
-                &body,
+                body,
                 &args.notification_version,
                 &args.algo,
                 &timestamp,
@@ -165,17 +141,17 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             (
                 MediaType::Json,
                 vec![
-                    (CUBE_VERSION_HEADER, args.notification_version),
-                    (CUBE_ALGO_HEADER, args.algo),
+                    (CUBE_VERSION_HEADER, args.notification_version.clone()),
+                    (CUBE_ALGO_HEADER, args.algo.clone()),
                     (CUBE_TIMESTAMP_HEADER, timestamp),
                     (CUBE_SIGNATURE_HEADER, sig),
                 ],
             )
         }
         SignScheme::Md5 => {
-            let media = args.content_type.media(&body);
+            let media = args.content_type.media(body);
             let opts = md5_options(args.skip_empty, args.raw_nested, args.any_value_types);
-            let sig = sign_md5(media, &body, &opts, secret.as_bytes()).map_err(|r| {
+            let sig = sign_md5(media, body, &opts, secret.as_bytes()).map_err(|r| {
                 rejected(
                     "body",
                     r,
@@ -184,7 +160,16 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             })?;
             (media, vec![(MD5_HEADER, sig)])
         }
-    };
+    })
+}
+
+/// What `sign` prints: a curl command (`--curl`), every header (`--headers`), or the value.
+fn render(
+    args: &SignArgs,
+    media: MediaType,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<Vec<u8>, CliError> {
     let mut out = Vec::new();
     if let Some(url) = &args.curl {
         if body.contains(&0) {
@@ -201,10 +186,10 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
             out.extend_from_slice(&shell_quote(h.as_bytes()));
         }
         out.extend_from_slice(b" \\\n  --data-binary ");
-        out.extend_from_slice(&shell_quote(&body));
+        out.extend_from_slice(&shell_quote(body));
         out.push(b'\n');
     } else if args.headers {
-        for (n, v) in &headers {
+        for (n, v) in headers {
             out.extend_from_slice(format!("{n}: {v}\n").as_bytes());
         }
     } else {
@@ -212,9 +197,7 @@ pub fn run(args: SignArgs) -> Result<(), CliError> {
         let value = headers.last().map(|(_, v)| v.as_str()).unwrap_or_default();
         out.extend_from_slice(format!("{value}\n").as_bytes());
     }
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| CliError::new(format!("cannot write output: {e}")))
+    Ok(out)
 }
 
 #[cfg(test)]

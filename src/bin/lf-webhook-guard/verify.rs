@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use lf_webhook_guard::config::{Md5Options, ValueTypes};
+use lf_webhook_guard::config::Md5Options;
 use lf_webhook_guard::route::Target;
 use lf_webhook_guard::{Accepted, Config, HeadVerdict, Reason, Rejection};
 use serde_json::json;
 
-use crate::input::{read_input, Captured, CliError, RequestArgs, SecretArgs};
+use crate::input::{
+    md5_json, md5_options, read_input, Captured, CliError, RequestArgs, SecretArgs,
+};
 
 /// Exit status of `verify` for a request on no protected route.
 pub const EXIT_NOT_PROTECTED: u8 = 3;
@@ -58,22 +60,6 @@ pub struct KeyArgs {
     pub any_value_types: bool,
 }
 
-/// The `md5` object of a plugin configuration for these options (defaults left out).
-pub fn md5_json(opts: &Md5Options) -> serde_json::Value {
-    use lf_webhook_guard::config::{EmptyValues, NestedValues};
-    let mut m = serde_json::Map::new();
-    if opts.empty_values == EmptyValues::Skip {
-        m.insert("empty_values".into(), "skip".into());
-    }
-    if opts.nested_values == NestedValues::Raw {
-        m.insert("nested_values".into(), "raw".into());
-    }
-    if opts.value_types == ValueTypes::Any {
-        m.insert("value_types".into(), "any".into());
-    }
-    serde_json::Value::Object(m)
-}
-
 /// A one-key plugin configuration (protecting every path), compiled by the core.
 pub fn one_key_config(
     secret: &str,
@@ -89,11 +75,6 @@ pub fn one_key_config(
     Config::from_json(json.to_string().as_bytes(), |_| None).map_err(|e| {
         CliError::new(e.to_string()).hint("key ids are 1-64 characters from [A-Za-z0-9._-]")
     })
-}
-
-/// The `"md5": {...}` fragment of a plugin configuration for these options.
-pub fn md5_config_fragment(opts: &Md5Options) -> String {
-    format!("\"md5\": {}", md5_json(opts))
 }
 
 impl KeyArgs {
@@ -112,7 +93,7 @@ impl KeyArgs {
                 .hint("pass --config FILE, or --secret/--secret-env (with --key-id for cube)"));
         }
         let secret = self.secret.resolve()?;
-        let opts = crate::sign::md5_options(self.skip_empty, self.raw_nested, self.any_value_types);
+        let opts = md5_options(self.skip_empty, self.raw_nested, self.any_value_types);
         let scheme = self.scheme.unwrap_or(VerifyScheme::Auto);
         one_key_config(
             &secret,
@@ -188,11 +169,12 @@ pub fn decide(config: &Config, req: &Captured, now: u64) -> Verdict {
     };
     let name = config.routes.get(route).map(|r| r.name.clone());
     let head = req.head();
-    let result = config.check_head(route, &head).and_then(|v| match v {
+    let result = lf_webhook_guard::verify::check_head(config, route, &head).and_then(|v| match v {
         HeadVerdict::ForwardUnsigned => Ok(Accepted::Unsigned.header_value()),
-        HeadVerdict::NeedBody(pending) => config
-            .verify_body(&pending, &req.body, now)
-            .map(|a| a.header_value()),
+        HeadVerdict::NeedBody(pending) => {
+            lf_webhook_guard::verify::verify_body(config, &pending, &req.body, now)
+                .map(|a| a.header_value())
+        }
     });
     match result {
         Ok(header) => Verdict::Accepted {
