@@ -20,7 +20,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak fuzz etcd etcd-run
+.PHONY: all build wasm wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-micro bench-envoy soak flood fuzz etcd etcd-run
 .DEFAULT_GOAL := help
 
 help:
@@ -37,6 +37,7 @@ help:
 	@echo "make bench  - side-by-side Envoy benchmark + criterion micro-benchmarks (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties_*.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
+	@echo "make flood  - $(FLOOD_S) s flood from 127.0.0.2 against the shipped limits, genuine traffic from 127.0.0.1, per mode (bench/results/flood*.json)"
 
 all: build
 
@@ -166,7 +167,7 @@ bench-build: wasm envoy bench-tools
 	cd bench/floor-filter && $(CARGO) build --release --target $(WASM_TARGET)
 	cd bench/authz-service && $(CARGO) build --release
 
-# Criterion micro-benchmarks of the native core (short: the numbers are ratios, see README).
+# Criterion micro-benchmarks of the native core (short: the numbers are ratios, see bench/README.md).
 bench-micro:
 	$(CARGO) bench --bench core -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
 	  | grep -E '^(md5|cube)/|time:' | tee bench/out/criterion.txt
@@ -196,3 +197,17 @@ soak: wasm envoy
 	$(VENV)/bin/python tests/e2e/soak/soak_driver.py --requests $(SOAK_REQUESTS) --concurrency $(SOAK_CONCURRENCY) \
 	  --duration $(SOAK_DURATION) --envoy-concurrency 2 --yaml $(BUFFERED_YAML) \
 	  --json-out bench/results/soak-buffered.json $(SOAK_ARGS)
+
+# ---- Flood: not part of `make test` (tests/e2e/production/test_limits.py is its short version). --
+# Per mode: Envoy --concurrency 2 with the shipped config and its limits; FLOOD_S seconds of
+# 1,500 held + 300 trickling HTTP/1.1 connections and 16 h2c connections from 127.0.0.2, forged
+# requests of every kind, genuine traffic from 127.0.0.1 before, during and after. Prints the
+# report and writes bench/results/flood*.json; fails if any check fails (see tests/e2e/production/flood.py).
+FLOOD_S    ?= 120
+FLOOD_ARGS ?=
+
+flood: wasm envoy
+	$(VENV)/bin/python tests/e2e/production/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
+	  --h2-conns 16 --yaml envoy/envoy.yaml --json-out bench/results/flood.json $(FLOOD_ARGS)
+	$(VENV)/bin/python tests/e2e/production/flood.py --flood-s $(FLOOD_S) --hold-conns 1500 --trickle-conns 300 \
+	  --h2-conns 16 --yaml $(BUFFERED_YAML) --json-out bench/results/flood-buffered.json $(FLOOD_ARGS)

@@ -2,7 +2,7 @@
 //! scheme signs. JSON and form decoding, the content-type rule, duplicate keys, nesting, empty
 //! values and UTF-8 rules live here and nowhere else.
 //!
-//! Rules (also in the README, "Canonicalisation rules"):
+//! Rules (also in docs/signing.md):
 //! - JSON: the body must be one object. A string value is its decoded text (escapes such as
 //!   `\u00e9` decoded, signed as UTF-8). A number is its literal text exactly as sent (`18`,
 //!   `1.50`, `1e3`: never re-formatted). `true`/`false` are those words. `null` is an empty value.

@@ -2,7 +2,7 @@
 //! from an outcome to its counter. Pure Rust; the filter defines one proxy-wasm counter per name
 //! at configure time and keeps the ids in the same order.
 //!
-//! Names (Envoy shows them as `wasmcustom.<name>` in `/stats`; see the README's "Metrics"):
+//! Names (Envoy shows them as `wasmcustom.<name>` in `/stats`; see docs/reference.md, "Metrics"):
 //!
 //! | name | counts |
 //! |---|---|

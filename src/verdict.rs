@@ -32,8 +32,9 @@ pub enum Reason {
     /// Hold mode: a held request got no body callback within `hold_timeout_ms` and this worker
     /// has never seen one: Envoy lacks `allow_on_headers_stop_iteration: true`.
     FilterMisconfigured,
-    /// Hold mode: a held request got no body within `hold_timeout_ms` although body callbacks
-    /// do arrive on this worker: the client stalled after its headers.
+    /// Hold mode: a held request got no body within `hold_timeout_ms`, or its body did not end
+    /// within `hold_deadline_ms` of the headers, although body callbacks do arrive on this
+    /// worker: the client stalled or trickled.
     RequestTimeout,
     /// The path is an alias of a protected route (case, `;params`, encodings, dot segments,
     /// suffixes, ...) but not its canonical spelling: rejected even when signed.

@@ -1,6 +1,6 @@
 //! Command-line tests of `verify`: genuine requests accepted with the demo config, each
 //! rejection with the filter's status and its exit code, the request forms it reads, usage
-//! errors, and the README's exit-code table.
+//! errors, and the exit-code table of docs/cli.md.
 
 #![allow(
     clippy::unwrap_used,
@@ -231,9 +231,9 @@ fn verify_usage_and_input_errors_exit_2_and_unprotected_paths_exit_3() {
 
 #[test]
 fn readme_documents_every_exit_code() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/cli.md")).unwrap();
     for r in Reason::ALL {
         let row = format!("| {} | `{}` |", r.exit_code(), r.category());
-        assert!(readme.contains(&row), "README lacks `{row}`");
+        assert!(readme.contains(&row), "docs/cli.md lacks `{row}`");
     }
 }

@@ -219,6 +219,7 @@ fn field_name() -> impl Strategy<Value = String> {
             "log_level",
             "hold_headers",
             "hold_timeout_ms",
+            "hold_deadline_ms",
         ])
         .prop_map(String::from),
         ".{0,8}",

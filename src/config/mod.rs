@@ -15,7 +15,7 @@
 //! it in one `compile` function whose errors name the field; then document it.
 //!
 //! Every error names the field path (`routes[0].path_prefix`, `keys[1].secret_env`) and never a
-//! secret value. See the README's "Configuration reference" for the schema.
+//! secret value. See docs/configuration.md for the schema.
 
 mod compile;
 mod schema;

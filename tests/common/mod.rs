@@ -180,7 +180,7 @@ pub fn number_exact(lit: &str) -> bool {
     significant <= 15 && v.is_finite() && (v == 0.0 || v.abs() >= 1e-300)
 }
 
-/// An independent, strict parse of a JSON body, by the rules the README documents (RFC 8259
+/// An independent, strict parse of a JSON body, by the rules docs/signing.md documents (RFC 8259
 /// syntax; strings decoded, lone surrogates and raw control characters invalid; numbers kept
 /// as written; duplicate keys at any level and nesting deeper than 32 levels malformed).
 /// It decides, for a mutated body, what the core must do with it.

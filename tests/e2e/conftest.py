@@ -145,7 +145,7 @@ MATRIX_SUBSET = [
 PINS_YAML = ["config/test_hold_watchdog.py::*", "deploy/test_deploy_files.py::*",
              "fleet/test_fleet.py::*", "fleet/test_fleet_store.py::*"]
 # Tests asserting what only hold mode can do: name one of several md5 keys in x-lf-verified
-# (buffer mode sets the header before the body says which key matched; README "Responses").
+# (buffer mode sets the header before the body says which key matched; docs/reference.md, "The x-lf-verified header").
 # The buffer-mode cells deselect them; ops/test_shadow.py adapts itself to the mode instead.
 HOLD_SEMANTICS = [
     "signing/test_keys.py::test_legacy_signed_with_second_key_names_it",

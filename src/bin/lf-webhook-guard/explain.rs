@@ -360,7 +360,7 @@ pub fn run(args: ExplainArgs) -> Result<u8, CliError> {
             let hint = match r.detail {
                 "nested object or array" => "the filter accepts nested values with \"md5\": {\"nested_values\": \"raw\"} (explain --raw-nested)",
                 "JSON body declared as form" => "the Content-Type says form but the body is JSON",
-                _ => "see README \"Canonicalisation rules\"",
+                _ => "see docs/signing.md",
             };
             if args.json {
                 println!(

@@ -289,6 +289,9 @@ class Envoy:
         self.log_level = log_level
         self.extra_args = list(extra_args)
         self.concurrency = concurrency
+        # Shared-memory base id: a fresh one per process, unless a test drives a hot restart
+        # (tests/e2e/production/test_hot_restart.py: `--base-id N --restart-epoch E`).
+        self.base_id_args = ["--use-dynamic-base-id"]
         self.listen_port = free_port()
         self.admin_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="lf-e2e-envoy-"))
@@ -328,7 +331,7 @@ class Envoy:
             self.envoy_bin,
             "-c", str(self.config_path),
             "--concurrency", str(self.concurrency),
-            "--use-dynamic-base-id",
+            *self.base_id_args,
             "--log-level", self.log_level,
             "--component-log-level", "wasm:debug",
             "--log-path", str(self.log_path),

@@ -3,7 +3,7 @@
 The shipped filter has no panic path (clippy denies unwrap/expect/panic/indexing outside tests),
 so this module loads a test-only build, `--features crash-probe` (`make wasm-crash-probe`, in
 target/crash-probe/), in which a request carrying `x-lf-crash-probe` panics inside the VM. It
-proves the three things the README's Security section promises:
+proves the three things SECURITY.md ("Failing closed") promises:
 
 1. the panic hook logs one critical line that says what happened;
 2. the crashing request and every later one get Envoy's 503, with zero bytes on the backend,

@@ -250,7 +250,8 @@ def test_unknown_wasm_field_is_only_a_warning_without_the_flag(envoy_bin, wasm_p
                                                                backend):
     """Why envoy/run-demo.sh and docs/operations.md use --reject-unknown-dynamic-fields: without
     it, Envoy applies a pushed resource whose Wasm filter config has a misspelt field (the field
-    is dropped, nothing logged at info level, only server.dynamic_unknown_fields counts it)."""
+    is dropped and server.dynamic_unknown_fields counts it; Envoy may or may not log a warning,
+    measured both ways, so the log is not a signal to rely on)."""
     e = DynamicEnvoy(backend_server.port, envoy_bin=envoy_bin, wasm_path=wasm_path)
     try:
         e.start()
@@ -260,7 +261,6 @@ def test_unknown_wasm_field_is_only_a_warning_without_the_flag(envoy_bin, wasm_p
         assert got == before["update_success"] + 1, e.log_tail()
         assert e.ecds_stats()["config_fail"] == before["config_fail"]
         assert e.stats().get("server.dynamic_unknown_fields", 0) >= 1
-        assert "fail_opne" not in e.log_text()  # not even logged at info level
         _assert_verifies(e, backend, next_key=False)
     finally:
         e.close()

@@ -128,8 +128,11 @@ class Sent:
 
 
 class Builder:
-    def __init__(self, run_id: str, seed: int, forged_ratio: float):
+    def __init__(self, run_id: str, seed: int, forged_ratio: float, secret: str = SECRET):
         self.run_id = run_id
+        # The md5 secret genuine requests are signed with (tests/e2e/production/load.py switches it for a
+        # key rotation).
+        self.secret = secret
         self.rng = random.Random(seed)
         self.forged_ratio = forged_ratio
         self.genuine_w = [KINDS[k][4] for k in GENUINE_KINDS]
@@ -177,16 +180,16 @@ class Builder:
             body = self.notification(seq, marker)
             headers.append(("content-type", "application/json"))
             if kind == "md5_json":
-                headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "json")))
+                headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "json")))
             elif kind == "forged_wrong_signature":
                 headers.append(("x-lf-md5", lfsign.sign_body(body, WRONG_SECRET, "json")))
             elif kind == "forged_tampered_json":
-                headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "json")))
+                headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "json")))
                 body = body.replace(b"status: 1234", b"status: 1235", 1)
         elif kind in ("md5_form", "forged_tampered_form"):
             body = self.form(seq, marker)
             headers.append(("content-type", "application/x-www-form-urlencoded"))
-            headers.append(("x-lf-md5", lfsign.sign_body(body, SECRET, "form")))
+            headers.append(("x-lf-md5", lfsign.sign_body(body, self.secret, "form")))
             if kind == "forged_tampered_form":
                 body = body.replace(b"status%3A+1234", b"status%3A+1235", 1)
         elif kind in ("cube", "forged_cube_wrong_key", "forged_cube_missing_signature"):
@@ -261,6 +264,36 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     return status, headers, await reader.readexactly(n)
 
 
+def reply_error(status: int, body: bytes) -> str | None:
+    """The `error` category of an answer that is not the backend's 200 (None if it is)."""
+    if status == 200 and body == harness.BACKEND_BODY:
+        return None
+    try:
+        return json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return f"<non-JSON body {body[:60]!r}>"
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+
+
+def finish_cli(report: dict, json_out: str | None, tag: str) -> int:
+    """Print a driver's report (and its failed checks), write it to json_out; the exit code."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    for f in report["failures"]:
+        print(f"{tag}: FAILED CHECK: {f}", file=sys.stderr)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(text + "\n")
+    return 0 if report["passed"] else 1
+
+
 class Traffic:
     def __init__(self, cfg: SoakConfig, builder: Builder, port: int):
         self.cfg = cfg
@@ -308,19 +341,11 @@ class Traffic:
                     close = True
                 else:
                     rec.status = status
-                    if status != 200 or resp_body != harness.BACKEND_BODY:
-                        try:
-                            rec.error = json.loads(resp_body).get("error")
-                        except (ValueError, AttributeError):
-                            rec.error = f"<non-JSON body {resp_body[:60]!r}>"
+                    rec.error = reply_error(status, resp_body)
                     if headers.get("connection", "").lower() == "close":
                         close = True
                 if close and writer is not None:
-                    writer.close()
-                    try:
-                        await writer.wait_closed()
-                    except OSError:
-                        pass
+                    await close_writer(writer)
                     reader = writer = None
         finally:
             if writer is not None:
@@ -515,7 +540,7 @@ def run_soak(cfg: SoakConfig, progress=None) -> dict:
     if bad_log:
         failures.append(f"{len(bad_log)} panic/critical/error/VM-failure log lines, e.g. "
                         f"{bad_log[0]}")
-    # README "Logs": each rejection is one warn line.
+    # docs/reference.md "Logs": each rejection is one warn line.
     rejection_lines = sum(1 for line in log_lines if "lf-webhook-guard: rejected " in line)
     if not cfg.without_filter and rejection_lines != len(forged):
         failures.append(f"{rejection_lines} rejection log lines for {len(forged)} forged requests")
@@ -639,8 +664,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = run_soak(cfg, progress=lambda m: print(f"soak: {m}", file=sys.stderr, flush=True))
     report["config"] = asdict(cfg)
-    text = json.dumps(report, indent=2)
-    print(text)
     r = report["rss_mib"]
     print(
         f"soak: {'PASS' if report['passed'] else 'FAIL'} {report['mode']} mode: "
@@ -652,12 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         f"forged on backend {report['forged_markers_on_backend']}",
         file=sys.stderr,
     )
-    for f in report["failures"]:
-        print(f"soak: FAILED CHECK: {f}", file=sys.stderr)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text + "\n")
-    return 0 if report["passed"] else 1
+    return finish_cli(report, args.json_out, "soak")
 
 
 if __name__ == "__main__":
