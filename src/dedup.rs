@@ -12,6 +12,8 @@
 //! - A delivery is recorded only after the backend answered 2xx, so a delivery whose earlier
 //!   copy failed is always forwarded: no notification is ever lost.
 
+pub mod etcd;
+
 use sha1::{Digest, Sha1};
 
 use crate::metrics::METRIC_PREFIX;
@@ -35,6 +37,8 @@ pub struct Dedup {
     /// Namespace of the table in proxy-wasm shared data: `global` for the top-level setting,
     /// `route.<name>` for a route's own setting.
     pub table: String,
+    /// The fleet-wide store (`store`), if any: see [`etcd`].
+    pub store: Option<etcd::EtcdStore>,
 }
 
 /// Size of an encoded entry: identity (20 bytes) + expiry (u64 big-endian, epoch ms).

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use log::{debug, error, info};
 use proxy_wasm::hostcalls;
@@ -15,6 +16,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::config::Config;
+use crate::dedup::etcd::Answer;
+use crate::flow::StoreCall;
 use crate::flow::{DedupWrite, DedupWritten, Failure, Flow, Level, Next, Reply, Step, Steps};
 use crate::hold::HoldWatch;
 use crate::metrics::{Metric, MetricTable, CONFIG_FAILURES};
@@ -166,6 +169,16 @@ fn apply(
             log::log!(level, "{line}");
             Ok(())
         }
+        Step::RecordLocal(record) => {
+            let _ = record_dedup(&record);
+            Ok(())
+        }
+        Step::CacheLease { key, value } => {
+            if let Err(status) = hostcalls::set_shared_data(&key, Some(&value), None) {
+                debug!("lf-webhook-guard: cannot cache the dedup store lease: {status:?}");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -297,6 +310,8 @@ impl RootContext for GuardRoot {
             ops: self.ops.clone(),
             context_id,
             watch: Rc::clone(&self.watch),
+            phase: Phase::Request,
+            callout: None,
         }))
     }
 
@@ -318,13 +333,66 @@ struct GuardHttp {
     ops: Option<Rc<Ops>>,
     context_id: u32,
     watch: Rc<RefCell<HoldWatch>>,
+    /// Which side the current callback is on (what a paused store call resumes).
+    phase: Phase,
+    /// The fleet-store call in flight.
+    callout: Option<Callout>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Request,
+    Response,
+}
+
+/// A dispatched fleet-store call.
+struct Callout {
+    token: u32,
+    sent_ms: u64,
+    timeout_ms: u64,
+    phase: Phase,
 }
 
 /// Attempts at a compare-and-swap write of a de-duplication slot before giving up (forwarding a
 /// later duplicate is the safe direction).
 const DEDUP_CAS_ATTEMPTS: usize = 4;
 
-impl Context for GuardHttp {}
+impl Context for GuardHttp {
+    /// A fleet-store call answered (or failed, or timed out): feed it to the flow, then resume
+    /// the side it paused if the flow lets it go on.
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _t: usize) {
+        let Some(callout) = self.callout.take_if(|c| c.token == token) else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok());
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let now = now_ms();
+        let answer = Answer {
+            status,
+            body: &body,
+            elapsed_ms: now.saturating_sub(callout.sent_ms),
+            timeout_ms: callout.timeout_ms,
+        };
+        self.phase = callout.phase;
+        let steps = self.flow.on_store_answer(&answer, now);
+        if self.run(steps) != Action::Continue {
+            return;
+        }
+        let resumed = match callout.phase {
+            Phase::Request => hostcalls::resume_http_request(),
+            Phase::Response => hostcalls::resume_http_response(),
+        };
+        if let Err(status) = resumed {
+            error!("lf-webhook-guard: cannot resume after the dedup store call: {status:?}");
+        }
+    }
+}
 
 impl Drop for GuardHttp {
     fn drop(&mut self) {
@@ -365,10 +433,51 @@ impl GuardHttp {
                         let written = record_dedup(&record);
                         self.flow.on_dedup_written(written)
                     }
+                    Next::ReadLease(key) => {
+                        let cached = hostcalls::get_shared_data(&key).ok().and_then(|(v, _)| v);
+                        self.flow.on_lease_read(cached.as_deref(), now_ms())
+                    }
+                    Next::StoreCall(call) => match self.dispatch(&call) {
+                        Ok(()) => return Action::Pause,
+                        Err(status) => {
+                            debug!("lf-webhook-guard: dedup store call not sent: {status}");
+                            let none = Answer {
+                                status: None,
+                                body: b"",
+                                elapsed_ms: 0,
+                                timeout_ms: call.timeout_ms,
+                            };
+                            self.flow.on_store_answer(&none, now_ms())
+                        }
+                    },
                 },
                 Err(failure) => self.flow.failed(failure),
             };
         }
+    }
+
+    /// Send a fleet-store call to its Envoy cluster; its answer comes to `on_http_call_response`.
+    fn dispatch(&mut self, call: &StoreCall) -> Result<(), String> {
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let token = hostcalls::dispatch_http_call(
+            &call.cluster,
+            headers,
+            Some(call.body.as_bytes()),
+            Vec::new(),
+            Duration::from_millis(call.timeout_ms),
+        )
+        .map_err(|status| format!("{status:?}"))?;
+        self.callout = Some(Callout {
+            token,
+            sent_ms: now_ms(),
+            timeout_ms: call.timeout_ms,
+            phase: self.phase,
+        });
+        Ok(())
     }
 
     /// Execute the effects in order; stop at the first failure.
@@ -404,6 +513,7 @@ fn record_dedup(record: &DedupWrite) -> DedupWritten {
 
 impl HttpContext for GuardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.phase = Phase::Request;
         let steps = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(headers) => {
                 #[cfg(feature = "crash-probe")]
@@ -437,7 +547,20 @@ impl HttpContext for GuardHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.phase = Phase::Response;
         let steps = self.flow.on_response_headers();
+        self.run(steps)
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.phase = Phase::Response;
+        let steps = self.flow.on_response_body();
+        self.run(steps)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.phase = Phase::Response;
+        let steps = self.flow.on_response_body();
         self.run(steps)
     }
 }

@@ -30,8 +30,11 @@ use crate::verify::{
     check_head, verified_at_head, verify_body_logged, HeadVerdict, Pending, RequestHead,
 };
 
+mod store;
 #[cfg(test)]
 mod tests;
+
+pub use store::StoreCall;
 
 /// Level of a [`Step::Log`] line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,11 @@ pub enum Step {
     Count(Metric),
     /// Log one line.
     Log(Level, String),
+    /// Copy a fleet-store record into this replica's table (best effort, like
+    /// [`Next::RecordDedup`] without an answer).
+    RecordLocal(DedupWrite),
+    /// Cache a fleet-store lease in shared data (best effort).
+    CacheLease { key: String, value: Vec<u8> },
 }
 
 /// What the glue does once the effects are done.
@@ -86,6 +94,12 @@ pub enum Next {
     /// Record this delivery (compare-and-swap with [`crate::dedup::record`]), then
     /// [`Flow::on_dedup_written`].
     RecordDedup(DedupWrite),
+    /// Send this call to the fleet store's Envoy cluster (the callback pauses), then feed its
+    /// answer to [`Flow::on_store_answer`]; a call that cannot be sent is an answer without a
+    /// status. After an answer, `Continue` means: resume the paused request or response.
+    StoreCall(StoreCall),
+    /// Read this shared-data key (the fleet store's lease cache), then [`Flow::on_lease_read`].
+    ReadLease(String),
 }
 
 /// The effects of one event and what comes next.
@@ -190,7 +204,13 @@ enum State {
     /// The response status was asked for.
     AwaitingStatus { record: DedupWrite },
     /// The record is being written.
-    Recording,
+    Recording(DedupWrite),
+    /// Not in the local table: the fleet store is being asked (request paused).
+    StoreLookup(store::Lookup),
+    /// Recorded locally after a 2xx: the fleet store's lease cache was asked for.
+    LeaseReading(DedupWrite),
+    /// The fleet store is recording (response paused until it answers).
+    StoreRecording(crate::dedup::etcd::StoreRecord),
     /// Answered locally (by this flow or by the watchdog): stop everything.
     Answered,
 }
@@ -499,7 +519,6 @@ impl Flow {
         else {
             return Steps::only(Next::Continue);
         };
-        let route = self.route.unwrap_or_default();
         let mut fx = Vec::new();
         let stored = stored.unwrap_or_else(|status| {
             fx.push(Step::Log(
@@ -509,18 +528,30 @@ impl Flow {
             None
         });
         if !crate::dedup::is_duplicate(stored.as_deref(), &record.identity, now_ms) {
-            return self.accept(fx, route, verdict, headers.continued(), Some(record));
+            return self.after_local_miss(fx, verdict, key_id, headers, record, now_ms);
         }
+        self.duplicate(fx, verdict, &key_id, &record.identity)
+    }
+
+    /// Answer a recorded duplicate locally (200, `x-lf-duplicate: true`); it counts as verified.
+    fn duplicate(
+        &mut self,
+        mut fx: Vec<Step>,
+        verdict: Verdict,
+        key_id: &str,
+        identity: &Identity,
+    ) -> Steps {
+        let route = self.route;
         fx.push(Step::Log(
             Level::Info,
             format!(
                 "lf-webhook-guard: duplicate request_id={} route={} scheme={} key={} dedup_id={} \
                  status=200 action=local_reply",
                 self.request_id,
-                self.route_name(Some(route)),
+                self.route_name(route),
                 self.log_scheme,
                 key_id,
-                record.identity.short()
+                identity.short()
             ),
         ));
         fx.push(Step::Count(Metric::DuplicatesAnswered));
@@ -562,7 +593,7 @@ impl Flow {
             return Steps::only(Next::Continue);
         };
         if matches!(status, Some(200..=299)) {
-            self.state = State::Recording;
+            self.state = State::Recording(record.clone());
             return Steps::only(Next::RecordDedup(record));
         }
         let mut fx = Vec::new();
@@ -580,10 +611,10 @@ impl Flow {
 
     /// How [`Next::RecordDedup`] went.
     pub fn on_dedup_written(&mut self, written: DedupWritten) -> Steps {
-        if self.state != State::Recording {
+        let State::Recording(record) = std::mem::replace(&mut self.state, State::Passthrough)
+        else {
             return Steps::only(Next::Continue);
-        }
-        self.state = State::Passthrough;
+        };
         let fx = match written {
             DedupWritten::Recorded { evicts: false } => vec![Step::Count(Metric::DedupRecorded)],
             DedupWritten::Recorded { evicts: true } => vec![
@@ -604,7 +635,7 @@ impl Flow {
             )],
             DedupWritten::Busy => Vec::new(),
         };
-        Steps::new(fx, Next::Continue)
+        self.after_local_record(fx, record)
     }
 
     /// An effect (or an input read) failed: what to do instead of the rest.

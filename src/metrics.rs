@@ -14,6 +14,10 @@
 //! | `lf_webhook_guard.duplicates_answered` | verified duplicates answered locally |
 //! | `lf_webhook_guard.dedup_recorded` | deliveries recorded after a 2xx |
 //! | `lf_webhook_guard.dedup_evictions` | live entries overwritten by another delivery |
+//! | `lf_webhook_guard.dedup_store_hits` | duplicates found in the fleet store (etcd), not locally |
+//! | `lf_webhook_guard.dedup_store_recorded` | deliveries inserted into the fleet store |
+//! | `lf_webhook_guard.dedup_store_errors` | fleet store calls that failed (not a timeout) |
+//! | `lf_webhook_guard.dedup_store_timeouts` | fleet store calls that timed out |
 //! | `lf_webhook_guard.config_failures` | `on_configure` failures |
 
 use crate::keys::Key;
@@ -57,14 +61,26 @@ pub enum Metric {
     DedupRecorded,
     /// Recording a delivery overwrote another, still live entry (capacity too small).
     DedupEvictions,
+    /// A duplicate found in the fleet store (not in this replica's table).
+    DedupStoreHits,
+    /// A delivery inserted into the fleet store.
+    DedupStoreRecorded,
+    /// A fleet store call failed (unreachable, etcd error, malformed answer).
+    DedupStoreErrors,
+    /// A fleet store call timed out.
+    DedupStoreTimeouts,
 }
 
-const FIXED: [(Metric, &str); 5] = [
+const FIXED: [(Metric, &str); 9] = [
     (Metric::Requests, "requests_total"),
     (Metric::UnsignedAllowed, "unsigned_allowed"),
     (Metric::DuplicatesAnswered, "duplicates_answered"),
     (Metric::DedupRecorded, "dedup_recorded"),
     (Metric::DedupEvictions, "dedup_evictions"),
+    (Metric::DedupStoreHits, "dedup_store_hits"),
+    (Metric::DedupStoreRecorded, "dedup_store_recorded"),
+    (Metric::DedupStoreErrors, "dedup_store_errors"),
+    (Metric::DedupStoreTimeouts, "dedup_store_timeouts"),
 ];
 
 /// Every counter name for one configuration, and where each [`Metric`] lives in that list.
@@ -166,8 +182,8 @@ mod tests {
     fn names_are_complete_distinct_and_prefixed() {
         let t = MetricTable::new(&config().keys);
         let names = t.names();
-        // 5 fixed + 2 per reason + md5/demo + both for the second key + cube/c
-        assert_eq!(names.len(), 5 + 2 * Reason::ALL.len() + 4);
+        // 9 fixed + 2 per reason + md5/demo + both for the second key + cube/c
+        assert_eq!(names.len(), 9 + 2 * Reason::ALL.len() + 4);
         let mut sorted = names.to_vec();
         sorted.sort();
         sorted.dedup();

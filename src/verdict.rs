@@ -45,11 +45,14 @@ pub enum Reason {
     /// A `Content-Encoding` other than `identity` on a protected route (a backend would act on
     /// the decoded bytes, which were never verified).
     UnsupportedEncoding,
+    /// The fleet de-duplication store (etcd) could not answer the lookup of a verified delivery
+    /// in time and the store's `on_error` is `reject`: 503, the provider retries later.
+    DedupStoreUnavailable,
 }
 
 impl Reason {
     /// Every reason, in table order (docs, metrics and tests iterate over it).
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::MissingSignature,
         Reason::InvalidSignature,
         Reason::MalformedBody,
@@ -64,6 +67,7 @@ impl Reason {
         Reason::NonCanonicalPath,
         Reason::QueryNotAllowed,
         Reason::UnsupportedEncoding,
+        Reason::DedupStoreUnavailable,
     ];
 
     /// HTTP status of the local reply.
@@ -77,6 +81,7 @@ impl Reason {
             Reason::BodyTooLarge => 413,
             Reason::InternalError | Reason::FilterMisconfigured => 500,
             Reason::RequestTimeout => 408,
+            Reason::DedupStoreUnavailable => 503,
         }
     }
 
@@ -106,6 +111,7 @@ impl Reason {
             Reason::NonCanonicalPath => "non_canonical_path",
             Reason::QueryNotAllowed => "query_not_allowed",
             Reason::UnsupportedEncoding => "unsupported_encoding",
+            Reason::DedupStoreUnavailable => "dedup_store_unavailable",
         }
     }
 }
@@ -247,8 +253,9 @@ mod tests {
         cats.dedup();
         assert_eq!(cats.len(), Reason::ALL.len());
         for r in Reason::ALL {
-            assert!((400..=500).contains(&r.status()), "{r:?}");
+            assert!((400..=503).contains(&r.status()), "{r:?}");
         }
+        assert_eq!(Reason::DedupStoreUnavailable.status(), 503);
         assert_eq!(Reason::MethodNotAllowed.status(), 405);
         assert_eq!(Reason::BodyTooLarge.status(), 413);
         assert_eq!(Reason::PartnerNotAllowed.status(), 403);

@@ -665,9 +665,14 @@ fn compile_dedup(
             ))
         }
     };
+    let store = d
+        .store
+        .map(|raw| crate::dedup::etcd::compile_raw(raw, &format!("{field}.store"), window * 1000))
+        .transpose()?;
     Ok(Some(Dedup {
         window_ms: window * 1000,
         max_entries: u32::try_from(entries).unwrap_or(u32::MAX),
         table,
+        store,
     }))
 }

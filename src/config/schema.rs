@@ -129,6 +129,9 @@ pub struct RawDedup {
     pub window_seconds: Integer,
     #[serde(default)]
     pub max_entries: Integer,
+    /// The fleet-wide store (`{"etcd": {...}}`), see [`crate::dedup::etcd`].
+    #[serde(default)]
+    pub store: Option<crate::dedup::etcd::RawStore>,
 }
 
 /// A bounded integer setting as given: absent, a non-negative integer, or any other JSON value

@@ -142,7 +142,8 @@ MATRIX_SUBSET = [
     "deploy/test_deploy_files.py::test_envoy_validates_shipped_config[*]",
     "deploy/test_deploy_files.py::test_istio_filter_chain_in_real_envoy",
 ]
-PINS_YAML = ["config/test_hold_watchdog.py::*", "deploy/test_deploy_files.py::*"]
+PINS_YAML = ["config/test_hold_watchdog.py::*", "deploy/test_deploy_files.py::*",
+             "fleet/test_fleet.py::*", "fleet/test_fleet_store.py::*"]
 # Tests asserting what only hold mode can do: name one of several md5 keys in x-lf-verified
 # (buffer mode sets the header before the body says which key matched; docs/reference.md, "The x-lf-verified header").
 # The buffer-mode cells deselect them; ops/test_shadow.py adapts itself to the mode instead.

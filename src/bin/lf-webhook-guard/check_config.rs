@@ -99,6 +99,18 @@ fn env_fields(plugin: &Value) -> Vec<(String, String)> {
 
 /// Check one plugin configuration; returns its `hold_headers` (default true).
 fn check_plugin(text: &[u8], prefix: &str, env: &EnvSource, problems: &mut Vec<Problem>) -> bool {
+    check_plugin_in(text, prefix, env, None, problems)
+}
+
+/// `check_plugin` inside an Envoy configuration that defines `clusters` (its static clusters;
+/// None when unknown): the fleet de-dup store must name one of them.
+fn check_plugin_in(
+    text: &[u8],
+    prefix: &str,
+    env: &EnvSource,
+    clusters: Option<&[String]>,
+    problems: &mut Vec<Problem>,
+) -> bool {
     let mut add = |field: &str, message: String| {
         problems.push(Problem {
             path: join(prefix, field),
@@ -106,8 +118,16 @@ fn check_plugin(text: &[u8], prefix: &str, env: &EnvSource, problems: &mut Vec<P
         })
     };
     let raw: Option<Value> = serde_json::from_slice(text).ok();
-    if let Err(e) = Config::from_json(text, |var| env.lookup(var)) {
-        add(&e.field, e.message.clone());
+    match Config::from_json(text, |var| env.lookup(var)) {
+        Err(e) => add(&e.field, e.message.clone()),
+        Ok(config) => {
+            let undefined = clusters.map_or_else(Vec::new, |c| {
+                lf_webhook_guard::dedup::etcd::undefined_clusters(&config, c)
+            });
+            for e in undefined {
+                add(&e.field, e.message);
+            }
+        }
     }
     let Some(raw) = raw else { return true };
     let missing = env.missing.borrow().clone();
@@ -166,7 +186,26 @@ fn is_filter(f: &Value, name: &str, type_url: &str) -> bool {
         || f.pointer("/typed_config/@type").and_then(Value::as_str) == Some(type_url)
 }
 
+/// The names of the static clusters of an Envoy configuration; None when it also takes clusters
+/// from CDS (a cluster missing here may come from there).
+fn static_clusters(doc: &Value) -> Option<Vec<String>> {
+    if doc.pointer("/dynamic_resources/cds_config").is_some() {
+        return None;
+    }
+    let clusters = doc
+        .pointer("/static_resources/clusters")
+        .and_then(Value::as_array);
+    Some(
+        clusters
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+            .collect(),
+    )
+}
+
 fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize {
+    let clusters = static_clusters(doc);
     let mut chains = Vec::new();
     walk(doc, String::new(), &mut chains);
     let mut found = 0;
@@ -191,7 +230,7 @@ fn check_envoy(doc: &Value, no_env: bool, problems: &mut Vec<Problem>) -> usize 
                 .skip(j + 1)
                 .any(|x| is_filter(x, "envoy.filters.http.buffer", BUFFER_TYPE));
             let at = format!("{chain_path}[{j}]");
-            check_wasm_filter(f, &at, buffer_after, no_env, problems);
+            check_wasm_filter(f, &at, buffer_after, no_env, clusters.as_deref(), problems);
         }
     }
     check_route_exemptions(doc, String::new(), problems);
@@ -213,6 +252,7 @@ fn check_wasm_filter(
     at: &str,
     buffer_after: bool,
     no_env: bool,
+    clusters: Option<&[String]>,
     problems: &mut Vec<Problem>,
 ) {
     let cfg_path = format!("{at}.typed_config.config");
@@ -226,10 +266,11 @@ fn check_wasm_filter(
                 missing: RefCell::new(Vec::new()),
                 counter: std::cell::Cell::new(0),
             };
-            check_plugin(
+            check_plugin_in(
                 text.as_bytes(),
                 &format!("{cfg_path}.configuration.value"),
                 &env,
+                clusters,
                 problems,
             )
         }

@@ -208,6 +208,9 @@ fn hint(r: &Rejection) -> &'static str {
         Reason::NonCanonicalPath => "send to the route's exact spelling (case, no `;`, `%`, `//`, dot segments or suffixes): `check-config` lists the routes",
         Reason::QueryNotAllowed => "queries are not signed: drop it, or list the exact query in the route's allowed_queries",
         Reason::UnsupportedEncoding => "send the body uncompressed (no Content-Encoding, or identity)",
+        Reason::DedupStoreUnavailable => {
+            "only the running filter answers this (the fleet de-dup store, docs/fleet.md)"
+        }
         Reason::FilterMisconfigured | Reason::RequestTimeout => {
             "only the running filter answers this (hold watchdog): see `check-config` on the Envoy YAML"
         }

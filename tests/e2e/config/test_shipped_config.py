@@ -36,6 +36,9 @@ def test_embedded_plugin_config_equals_json_file(yaml_path):
         # The route-list posture: the same keys and routes, nothing else protected.
         reference["posture"] = "route_list"
         del reference["exempt"]
+    if yaml_path.name == "envoy-fleet.yaml":
+        # The fleet demo: the same plugin JSON plus `dedup` with the etcd store (docs/fleet.md).
+        assert embedded.pop("dedup")["store"]["etcd"]["cluster"] == "etcd"
     hold = embedded.pop("hold_headers", True)
     assert embedded == reference
     cfg = yaml.safe_load(yaml_path.read_text())
