@@ -519,7 +519,7 @@ impl HttpContext for GuardHttp {
                 #[cfg(feature = "crash-probe")]
                 crash_probe(&headers);
                 self.flow
-                    .on_request_headers(&headers, end_of_stream, now_ms())
+                    .on_request_headers(&headers, end_of_stream, now_ms)
             }
             Err(_) => self.flow.failed(Failure::ReadHeaders),
         };
@@ -531,7 +531,7 @@ impl HttpContext for GuardHttp {
         let mut watch = watch.try_borrow_mut().ok();
         let steps =
             self.flow
-                .on_request_body(body_size, end_of_stream, now_ms(), watch.as_deref_mut());
+                .on_request_body(body_size, end_of_stream, now_ms, watch.as_deref_mut());
         drop(watch);
         self.run(steps)
     }
@@ -539,9 +539,7 @@ impl HttpContext for GuardHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         let watch = Rc::clone(&self.watch);
         let mut watch = watch.try_borrow_mut().ok();
-        let steps = self
-            .flow
-            .on_request_trailers(now_ms(), watch.as_deref_mut());
+        let steps = self.flow.on_request_trailers(now_ms, watch.as_deref_mut());
         drop(watch);
         self.run(steps)
     }

@@ -102,6 +102,26 @@ pub enum Next {
     ReadLease(String),
 }
 
+/// The time in epoch milliseconds, read only when a step needs it: the glue's clock is a host
+/// call, so exempt and unprotected requests (and bodies that start no watchdog) never read it.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+}
+
+/// A time already known (the tests' fixed clock).
+impl Clock for u64 {
+    fn now_ms(&self) -> u64 {
+        *self
+    }
+}
+
+/// A clock read on demand (the glue's host call).
+impl<F: Fn() -> u64> Clock for F {
+    fn now_ms(&self) -> u64 {
+        self()
+    }
+}
+
 /// The effects of one event and what comes next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Steps {
@@ -260,7 +280,7 @@ impl Flow {
         &mut self,
         headers: &[(String, Vec<u8>)],
         end_of_stream: bool,
-        now_ms: u64,
+        now: impl Clock,
     ) -> Steps {
         let Some(config) = self.config.clone() else {
             return self.internal(None, "no valid configuration", false);
@@ -310,7 +330,7 @@ impl Flow {
             }
             Ok(HeadVerdict::NeedBody(pending)) => pending,
         };
-        self.await_body(&config, fx, pending, end_of_stream, now_ms)
+        self.await_body(&config, fx, pending, end_of_stream, &now)
     }
 
     /// The headers need the body: decide now if there is none, else hold them (hold mode) or
@@ -321,7 +341,7 @@ impl Flow {
         mut fx: Vec<Step>,
         pending: Pending,
         end_of_stream: bool,
-        now_ms: u64,
+        now: &dyn Clock,
     ) -> Steps {
         let route = pending.route;
         if end_of_stream {
@@ -329,6 +349,7 @@ impl Flow {
             return self.finish(fx, pending, Headers::Paused { watched: false }, 0);
         }
         if config.hold_headers {
+            let now_ms = now.now_ms();
             fx.push(Step::Hold(Held {
                 since_ms: now_ms,
                 held_at_ms: now_ms,
@@ -368,7 +389,7 @@ impl Flow {
         &mut self,
         size: usize,
         end_of_stream: bool,
-        now_ms: u64,
+        now: impl Clock,
         mut watch: Option<&mut HoldWatch>,
     ) -> Steps {
         let (pending, headers) = match std::mem::replace(&mut self.state, State::Passthrough) {
@@ -381,7 +402,7 @@ impl Flow {
                 return Steps::only(Next::Continue);
             }
         };
-        let Some(headers) = self.body_arrived(headers, end_of_stream, now_ms, watch.as_deref_mut())
+        let Some(headers) = self.body_arrived(headers, end_of_stream, &now, watch.as_deref_mut())
         else {
             return self.answered();
         };
@@ -410,7 +431,7 @@ impl Flow {
     }
 
     /// Request trailers arrived: the body (as buffered so far) is complete.
-    pub fn on_request_trailers(&mut self, now_ms: u64, watch: Option<&mut HoldWatch>) -> Steps {
+    pub fn on_request_trailers(&mut self, now: impl Clock, watch: Option<&mut HoldWatch>) -> Steps {
         let (pending, buffered, headers) =
             match std::mem::replace(&mut self.state, State::Passthrough) {
                 State::Receiving {
@@ -424,7 +445,7 @@ impl Flow {
                     return Steps::only(Next::Continue);
                 }
             };
-        match self.body_arrived(headers, true, now_ms, watch) {
+        match self.body_arrived(headers, true, &now, watch) {
             Some(headers) => self.finish(Vec::new(), pending, headers, buffered),
             None => self.answered(),
         }
@@ -714,13 +735,13 @@ impl Flow {
         &self,
         headers: Headers,
         end_of_body: bool,
-        now_ms: u64,
+        now: &dyn Clock,
         watch: Option<&mut HoldWatch>,
     ) -> Option<Headers> {
         // No watch to consult (never in practice): go on, as an unwatched request.
         match (headers, watch) {
             (Headers::Paused { watched: true }, Some(watch)) => {
-                if !watch.body_arrived(self.context_id, end_of_body, now_ms) {
+                if !watch.body_arrived(self.context_id, end_of_body, now.now_ms()) {
                     None
                 } else {
                     Some(Headers::Paused {

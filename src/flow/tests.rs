@@ -970,3 +970,33 @@ fn debug_lines_only_when_wanted() {
     assert!(sent.forwarded());
     assert!(sent.logs(Level::Debug).is_empty());
 }
+
+#[test]
+fn the_clock_is_read_only_when_a_step_needs_it() {
+    let reads = std::cell::Cell::new(0u32);
+    let clock = || {
+        reads.set(reads.get() + 1);
+        NOW
+    };
+    // Unprotected path, with a body: no host clock read at all.
+    let held = config(Hold::Headers, Mode::Enforce, false);
+    let mut flow = Flow::new(Some(Rc::clone(&held)), 7, false);
+    let req = Req::new("POST", "/other").body(b"anything");
+    let s = flow.on_request_headers(&req.headers, false, clock);
+    assert_eq!(s.next, Next::Continue);
+    let s = flow.on_request_body(8, true, clock, None);
+    assert_eq!(s.next, Next::Continue);
+    assert_eq!(reads.get(), 0);
+    // A protected route in hold mode reads it once for the watchdog entry.
+    let mut flow = Flow::new(Some(Rc::clone(&held)), 8, false);
+    let req = Req::signed("/lf/a", BODY);
+    let s = flow.on_request_headers(&req.headers, false, clock);
+    assert_eq!(s.next, Next::Pause);
+    assert_eq!(reads.get(), 1);
+    // Buffer mode never reads it at the headers.
+    let buffered = config(Hold::Buffer, Mode::Enforce, false);
+    let mut flow = Flow::new(Some(buffered), 9, false);
+    let s = flow.on_request_headers(&req.headers, false, clock);
+    assert_eq!(s.next, Next::Continue);
+    assert_eq!(reads.get(), 1);
+}
