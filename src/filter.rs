@@ -51,8 +51,8 @@ fn log_panic(detail: &str) {
 /// logs at critical level and that Envoy then fails closed (tests/e2e/ops/test_crash.py).
 #[cfg(feature = "crash-probe")]
 #[allow(clippy::panic)]
-fn crash_probe(headers: &[(String, Vec<u8>)]) {
-    if headers.iter().any(|(name, _)| name == "x-lf-crash-probe") {
+fn crash_probe(headers: &[(&str, &[u8])]) {
+    if headers.iter().any(|(name, _)| *name == "x-lf-crash-probe") {
         panic!("crash probe requested");
     }
 }
@@ -328,6 +328,32 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// The request header map as the host serialized it, decoded in place by
+/// [`crate::headers::decode_map`] (the SDK's `get_map_bytes` copies every name and value into
+/// its own `String` and `Vec`, and panics on a failed call or a non-UTF-8 name). `None`: the
+/// host call failed.
+fn request_header_map() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through this module's
+    // `proxy_on_memory_allocate` (the SDK's, a `Vec<u8>` of capacity `size`), which this call then
+    // owns; that is how the SDK's own `get_map_bytes` takes it.
+    match unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) } {
+        Status::Ok if data.is_null() => Some(Vec::new()),
+        Status::Ok => Some(unsafe { Vec::from_raw_parts(data, size, size) }),
+        _ => None,
+    }
+}
+
 struct GuardHttp {
     flow: Flow,
     ops: Option<Rc<Ops>>,
@@ -514,14 +540,15 @@ fn record_dedup(record: &DedupWrite) -> DedupWritten {
 impl HttpContext for GuardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.phase = Phase::Request;
-        let steps = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => {
+        let serialized = request_header_map();
+        let steps = match serialized.as_deref().and_then(crate::headers::decode_map) {
+            Some(headers) => {
                 #[cfg(feature = "crash-probe")]
                 crash_probe(&headers);
                 self.flow
                     .on_request_headers(&headers, end_of_stream, now_ms)
             }
-            Err(_) => self.flow.failed(Failure::ReadHeaders),
+            None => self.flow.failed(Failure::ReadHeaders),
         };
         self.run(steps)
     }

@@ -276,9 +276,9 @@ impl Flow {
     }
 
     /// The request headers (as read from the host) arrived; `end_of_stream`: no body follows.
-    pub fn on_request_headers(
+    pub fn on_request_headers<N: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
-        headers: &[(String, Vec<u8>)],
+        headers: &[(N, V)],
         end_of_stream: bool,
         now: impl Clock,
     ) -> Steps {
@@ -289,14 +289,14 @@ impl Flow {
         // on any route.
         let mut fx: Vec<Step> = headers
             .iter()
-            .filter(|(name, _)| must_strip(name))
-            .map(|(name, _)| Step::RemoveRequestHeader(name.clone()))
+            .filter(|(name, _)| must_strip(name.as_ref()))
+            .map(|(name, _)| Step::RemoveRequestHeader(name.as_ref().to_string()))
             .collect();
         let value = |wanted: &str| {
             headers
                 .iter()
-                .find(|(name, _)| name == wanted)
-                .map(|(_, v)| v.as_slice())
+                .find(|(name, _)| name.as_ref() == wanted)
+                .map(|(_, v)| v.as_ref())
         };
         let (route, non_canonical) = match config.classify(value(":path").unwrap_or_default()) {
             Target::Exempt | Target::Unprotected => {
@@ -321,7 +321,7 @@ impl Flow {
             );
             return self.reject(fx, Some(route), rejection, false);
         }
-        let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let head = RequestHead::from_pairs(headers.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         let pending = match check_head(&config, route, &head) {
             Err(rejection) => return self.reject(fx, Some(route), rejection, false),
             Ok(HeadVerdict::ForwardUnsigned) => {
