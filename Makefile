@@ -198,13 +198,14 @@ bench-micro:
 	$(CARGO) bench --bench core -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
 	  | grep -E '^(md5|cube)/|time:' | tee bench/out/criterion.txt
 
-bench-envoy: bench-build
+bench-envoy: bench-build etcd
 	mkdir -p bench/out
 	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/run.py
 
 # Instructions per request in Envoy under callgrind, every configuration x body size, two-part
-# agreement check (bench/instructions.py; ~10 minutes): bench/results/instructions.{md,svg,json}.
-bench-ir: bench-build
+# agreement check (bench/instructions.py; ~10 minutes): bench/results/instructions.{md,svg,json};
+# the fleet de-dup rows (etcd cluster on loopback, `make etcd`) go to bench/results/fleet.{md,json}.
+bench-ir: bench-build etcd
 	mkdir -p bench/out
 	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/instructions.py
 

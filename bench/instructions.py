@@ -113,6 +113,10 @@ CONFIGS = [
 # Under valgrind the front Envoy is ~50x slower: the store's timeout is raised so that a slow
 # (instrumented) answer is not counted as an etcd failure.
 FLEET_IR_TIMEOUT_MS = 5000
+# Smaller parts for the de-dup rows (warm-up, part 1, part 2): each first copy under valgrind
+# waits for two etcd round trips; keeps `make bench` within its time.
+FLEET_WARMUP, FLEET_PART1, FLEET_PART2 = (
+    int(x) for x in os.environ.get("BENCH_IR_FLEET_PARTS", "100,100,300").split(","))
 
 
 def request_headers(kind: str, body: bytes) -> dict[str, str]:
@@ -321,8 +325,10 @@ def measure_all(configs: list, instances: dict) -> dict:
             # signature (src/dedup.rs; same route, see run.WRK_UNIQUE).
             target = ((lambda: f"{path}/{run_id}-{s}-{next(seq)}") if kind == "md5-unique"
                       else (lambda: path))
+            warmup, part1, part2 = ((FLEET_WARMUP, FLEET_PART1, FLEET_PART2) if name.startswith("dedup-")
+                                    else (WARMUP, PART1, PART2))
             t0 = time.time()
-            for _ in range(WARMUP):
+            for _ in range(warmup):
                 client.send(target(), headers, body, expect)
             c0 = run.admin_counters(admin)
             for p in procs:
@@ -330,7 +336,7 @@ def measure_all(configs: list, instances: dict) -> dict:
                 p.control("--zero")
             parts, raw = [], []
             t_part = time.time()
-            for n in (PART1, PART2):
+            for n in (part1, part2):
                 for _ in range(n):
                     client.send(target(), headers, body, expect)
                 irs = [p.dump() for p in procs]
@@ -342,7 +348,7 @@ def measure_all(configs: list, instances: dict) -> dict:
             for p in procs:
                 p.control("--instr=off")
             c1 = run.admin_counters(admin)
-            bad_dedup = run.dedup_check(name, PART1 + PART2, {k: c1[k] - c0.get(k, 0) for k in c1})
+            bad_dedup = run.dedup_check(name, part1 + part2, {k: c1[k] - c0.get(k, 0) for k in c1})
             if bad_dedup:
                 raise SystemExit(bad_dedup)
             client.close()
@@ -533,7 +539,7 @@ def main() -> None:
     fleet = [c for c in configs if c[0].startswith("dedup-")]
     if fleet:
         run.write_fleet("ir", {f"{n}/{s}": r for (n, s), r in res.items() if n.startswith("dedup-")}, info,
-                        {"warmup": WARMUP, "part1": PART1, "part2": PART2, "tolerance": TOLERANCE,
+                        {"warmup": FLEET_WARMUP, "part1": FLEET_PART1, "part2": FLEET_PART2, "tolerance": TOLERANCE,
                          "sizes": run.FLEET_SIZES, "store_timeout_ms": FLEET_IR_TIMEOUT_MS})
     main_configs = [c for c in configs if c not in fleet]
     if main_configs:  # instructions.md holds the other rows only (a fleet-only run leaves it alone)
