@@ -42,7 +42,7 @@ help:
 	@echo "make etcd-run - start a local 3-member etcd cluster (client URLs :2379 :22379 :32379) until Ctrl-C"
 	@echo "make frameworks - install the web frameworks of tests/e2e/differential/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
-	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, criterion + native callgrind (bench/results/)"
+	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, fleet de-dup rows (etcd), criterion + native callgrind (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties_*.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 	@echo "make flood  - $(FLOOD_S) s flood from 127.0.0.2 against the shipped limits, genuine traffic from 127.0.0.1, per mode (bench/results/flood*.json)"

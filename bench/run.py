@@ -567,7 +567,12 @@ def write_fleet(section: str, res: dict, info: dict, method: dict) -> None:
         "method; fleet rows use `timeout_ms` 5000 under valgrind); **etcd's own CPU is not "
         "counted** (three native processes beside Envoy). Latency: wrk, client side (`make "
         "bench-envoy`, see results.md for the method), medians of the repetitions; the shipped "
-        "`timeout_ms` 250 and `on_error: reject` (a failed lookup would fail the run with a 503).",
+        "`timeout_ms` 250 and `on_error: reject` (a failed lookup would fail the run with a 503). "
+        "wrk is a closed loop of 4 connections, so these are latencies at saturation: a first copy "
+        "with the store queues behind etcd's own throughput on the same 2 shared cores (3 members "
+        "fsyncing each txn); docs/fleet.md has the unloaded, sequential latencies. Every row "
+        "checks the filter's counters: each first copy recorded (fleet: also in etcd, no store "
+        "error or timeout), each duplicate answered at the edge.",
         "",
         "| delivery | local Ir/rq | fleet Ir/rq | added Ir/rq | local p50 / p99 us | "
         "fleet p50 / p99 us | added p50 / p99 us |",
