@@ -136,7 +136,7 @@ e2e: build wasm-crash-probe envoy e2e-tools etcd parsers frameworks
 e2e-tools:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	@promtool --version | head -1
+	@promtool --version | sed -n 1p
 
 # etcd for the fleet-wide de-duplication store (docs/fleet.md, tests/e2e/fleet/): Debian's
 # etcd-server 3.4 (root; apt-get only when etcd is missing). The package's service is not started
@@ -145,7 +145,7 @@ e2e-tools:
 etcd:
 	@command -v etcd >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
-	@etcd --version | head -1
+	@etcd --version | sed -n 1p
 
 # A local three-member cluster on loopback, the one envoy/envoy-fleet.yaml expects; Ctrl-C stops it.
 etcd-run: etcd
