@@ -42,7 +42,7 @@ help:
 	@echo "make etcd-run - start a local 3-member etcd cluster (client URLs :2379 :22379 :32379) until Ctrl-C"
 	@echo "make frameworks - install the web frameworks of tests/e2e/differential/test_frameworks.py (apt, npm, pip, go, cargo)"
 	@echo "make e2e-matrix - e2e in buffer mode on $(ENVOY_VERSION) + a subset on $(ENVOY_OLD_VERSION) (hold and buffer)"
-	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, criterion + native callgrind (bench/results/)"
+	@echo "make bench  - instructions per request in Envoy (callgrind), side-by-side wrk benchmark, fleet de-dup rows (etcd), criterion + native callgrind (bench/results/)"
 	@echo "make fuzz   - property tests (tests/properties_*.rs) in release with $(FUZZ_CASES) cases each (make test runs a short pass)"
 	@echo "make soak   - $(SOAK_REQUESTS) mixed genuine/forged requests x $(SOAK_CONCURRENCY) connections per mode (bench/results/soak*.json)"
 	@echo "make flood  - $(FLOOD_S) s flood from 127.0.0.2 against the shipped limits, genuine traffic from 127.0.0.1, per mode (bench/results/flood*.json)"
@@ -136,7 +136,7 @@ e2e: build wasm-crash-probe envoy e2e-tools etcd parsers frameworks
 e2e-tools:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	@promtool --version | head -1
+	@promtool --version | sed -n 1p
 
 # etcd for the fleet-wide de-duplication store (docs/fleet.md, tests/e2e/fleet/): Debian's
 # etcd-server 3.4 (root; apt-get only when etcd is missing). The package's service is not started
@@ -145,7 +145,7 @@ e2e-tools:
 etcd:
 	@command -v etcd >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
-	@etcd --version | head -1
+	@etcd --version | sed -n 1p
 
 # A local three-member cluster on loopback, the one envoy/envoy-fleet.yaml expects; Ctrl-C stops it.
 etcd-run: etcd
@@ -198,13 +198,14 @@ bench-micro:
 	$(CARGO) bench --bench core -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
 	  | grep -E '^(md5|cube)/|time:' | tee bench/out/criterion.txt
 
-bench-envoy: bench-build
+bench-envoy: bench-build etcd
 	mkdir -p bench/out
 	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/run.py
 
 # Instructions per request in Envoy under callgrind, every configuration x body size, two-part
-# agreement check (bench/instructions.py; ~10 minutes): bench/results/instructions.{md,svg,json}.
-bench-ir: bench-build
+# agreement check (bench/instructions.py; ~10 minutes): bench/results/instructions.{md,svg,json};
+# the fleet de-dup rows (etcd cluster on loopback, `make etcd`) go to bench/results/fleet.{md,json}.
+bench-ir: bench-build etcd
 	mkdir -p bench/out
 	ENVOY_BIN=$(ENVOY_BIN) $(VENV)/bin/python bench/instructions.py
 

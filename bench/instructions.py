@@ -80,18 +80,7 @@ CUBE_TS = "1683524066000"
 PROTECTED, CUBE_PATH, EXEMPT, OPEN = "/linksfield/sms", "/cube/notify", "/health", "/app/sms"
 
 
-def shipped_plugin_config(yaml_path: Path) -> str:
-    """The plugin JSON of a shipped Envoy YAML (envoy/envoy.yaml, envoy/envoy-routes.yaml)."""
-    import yaml
-
-    cfg = yaml.safe_load(yaml_path.read_text())
-    for listener in cfg["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for flt in chain["filters"]:
-                for hf in flt["typed_config"].get("http_filters", []):
-                    if hf["name"] == "lf_webhook_guard":
-                        return hf["typed_config"]["config"]["configuration"]["value"]
-    raise SystemExit(f"no lf_webhook_guard filter in {yaml_path}")
+shipped_plugin_config = run.shipped_plugin_config
 
 
 DENY_CONFIG = shipped_plugin_config(REPO / "envoy" / "envoy.yaml")
@@ -111,12 +100,28 @@ CONFIGS = [
      "guard-routes", OPEN, "md5", 200),
     ("lua", "peer: Envoy Lua md5 check (bench/lua)", "lua", PROTECTED, "md5", 200),
     ("ext-authz", "peer: ext_authz + Rust service (Envoy + service)", "ext-authz", PROTECTED, "md5", 200),
+    # Fleet de-dup (issue 16; bench/results/fleet.md, not instructions.md), 1 KiB only
+    # (run.FLEET_SIZES): envoy/envoy-fleet.yaml's dedup table alone, and with its etcd store
+    # against a three-member etcd cluster on loopback. "md5-unique": every request another
+    # path under the route, so a new delivery (lookup + record); "md5": one delivery resent (a duplicate).
+    ("dedup-local-first", "guard md5 + local de-dup, first copies", "dedup-local", PROTECTED, "md5-unique", 200),
+    ("dedup-local-dup", "guard md5 + local de-dup, duplicates", "dedup-local", PROTECTED, "md5", 200),
+    ("dedup-fleet-first", "guard md5 + fleet store (etcd), first copies", "dedup-fleet", PROTECTED,
+     "md5-unique", 200),
+    ("dedup-fleet-dup", "guard md5 + fleet store (etcd), duplicates", "dedup-fleet", PROTECTED, "md5", 200),
 ]
+# Under valgrind the front Envoy is ~50x slower: the store's timeout is raised so that a slow
+# (instrumented) answer is not counted as an etcd failure.
+FLEET_IR_TIMEOUT_MS = 5000
+# Smaller parts for the de-dup rows (warm-up, part 1, part 2): each first copy under valgrind
+# waits for two etcd round trips; keeps `make bench` within its time.
+FLEET_WARMUP, FLEET_PART1, FLEET_PART2 = (
+    int(x) for x in os.environ.get("BENCH_IR_FLEET_PARTS", "100,100,300").split(","))
 
 
 def request_headers(kind: str, body: bytes) -> dict[str, str]:
     h = {"content-type": "application/json"}
-    if kind == "md5":
+    if kind in ("md5", "md5-unique"):
         h["x-lf-md5"] = run.sign_md5(body, MD5_SECRET)
     elif kind == "forged":
         h["x-lf-md5"] = run.sign_md5(body, "not-the-secret")
@@ -235,7 +240,7 @@ class Client:
             self.conn.close()
 
 
-def start_instances(wanted: set[str], env: dict, started: list) -> dict:
+def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> dict:
     up_port, up_admin = run.free_port(), run.free_port()
     # The buffer filter makes the upstream answer after the whole request body: a direct
     # response sent before the body is complete makes the front Envoy close the client's
@@ -251,7 +256,7 @@ def start_instances(wanted: set[str], env: dict, started: list) -> dict:
     up_cluster = run.cluster("upstream", up_port)
     instances = {}
     for inst in ["passthrough", "floor-continue", "floor-hold", "guard", "guard-routes", "lua",
-                 "ext-authz"]:
+                 "ext-authz", "dedup-local", "dedup-fleet"]:
         if inst not in wanted:
             continue
         listen, admin = run.free_port(), run.free_port()
@@ -268,6 +273,11 @@ def start_instances(wanted: set[str], env: dict, started: list) -> dict:
             filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, ROUTES_CONFIG, True)]
         elif inst == "lua":
             filters = [run.lua_filter()]
+        elif inst == "dedup-local":
+            filters = [run.fleet_filter(False)]
+        elif inst == "dedup-fleet":
+            clusters = [up_cluster, run.fleet_etcd_cluster(etcd.client_ports)]
+            filters = [run.fleet_filter(True, FLEET_IR_TIMEOUT_MS)]
         else:
             authz_port = run.free_port()
             cfg_path = OUT / "ir-authz-config.json"
@@ -301,24 +311,34 @@ def start_instances(wanted: set[str], env: dict, started: list) -> dict:
 def measure_all(configs: list, instances: dict) -> dict:
     bodies = {s: run.make_body(s) for s in SIZES}
     results: dict[tuple[str, int], dict] = {}
+    run_id = time.time_ns()
     for name, label, inst, path, kind, expect in configs:
-        vg, listen, _, helper = instances[inst]
+        vg, listen, admin, helper = instances[inst]
         procs = [vg] + ([helper] if helper else [])
-        for s in SIZES:
+        sizes = [s for s in run.sizes_of(name) if s in SIZES] if name.startswith("dedup-") else SIZES
+        for s in sizes:
             body = bodies[s]
             headers = request_headers(kind, body)
             client = Client(listen)
+            seq = iter(range(10**9))
+            # A new delivery per request: the path is part of the de-dup identity, not of the
+            # signature (src/dedup.rs; same route, see run.WRK_UNIQUE).
+            target = ((lambda: f"{path}/{run_id}-{s}-{next(seq)}") if kind == "md5-unique"
+                      else (lambda: path))
+            warmup, part1, part2 = ((FLEET_WARMUP, FLEET_PART1, FLEET_PART2) if name.startswith("dedup-")
+                                    else (WARMUP, PART1, PART2))
             t0 = time.time()
-            for _ in range(WARMUP):
-                client.send(path, headers, body, expect)
+            for _ in range(warmup):
+                client.send(target(), headers, body, expect)
+            c0 = run.admin_counters(admin)
             for p in procs:
                 p.control("--instr=on")
                 p.control("--zero")
             parts, raw = [], []
             t_part = time.time()
-            for n in (PART1, PART2):
+            for n in (part1, part2):
                 for _ in range(n):
-                    client.send(path, headers, body, expect)
+                    client.send(target(), headers, body, expect)
                 irs = [p.dump() for p in procs]
                 now = time.time()
                 idle = sum(p.idle_rate for p in procs) * (now - t_part)
@@ -327,6 +347,10 @@ def measure_all(configs: list, instances: dict) -> dict:
                 parts.append((sum(irs) - idle) / n)
             for p in procs:
                 p.control("--instr=off")
+            c1 = run.admin_counters(admin)
+            bad_dedup = run.dedup_check(name, part1 + part2, {k: c1[k] - c0.get(k, 0) for k in c1})
+            if bad_dedup:
+                raise SystemExit(bad_dedup)
             client.close()
             if client.connects != 1:
                 raise SystemExit(f"{name} {s} B: the client reconnected ({client.connects} connections): {client.closes[:3]}")
@@ -338,7 +362,7 @@ def measure_all(configs: list, instances: dict) -> dict:
                 "seconds": time.time() - t0,
             }
             results[(name, s)] = r
-            if s == 1024:  # the per-function profile (bench/profile-split.py)
+            if s == 1024 and not name.startswith("dedup-"):  # the per-function profile (bench/profile-split.py)
                 shutil.copy(vg.last_dump(), CG_OUT / f"{name}-1k.cg")
             print(f"{name:<18} {s:>6} B  {b:>10,.0f} Ir/rq  (part 1 {a:,.0f}, {100 * disagree:.2f} % apart, "
                   f"{r['seconds']:.0f} s)", flush=True)
@@ -500,14 +524,27 @@ def main() -> None:
     print(f"machine: {info}", flush=True)
     t0 = time.time()
     started: list = []
+    etcd = None
     try:
-        instances = start_instances({c[2] for c in configs}, env, started)
+        if any(c[2] == "dedup-fleet" for c in configs):
+            etcd = run.start_etcd()  # three native members on loopback, stopped below
+        instances = start_instances({c[2] for c in configs}, env, started, etcd)
         print(f"started {len(instances)} Envoys under callgrind in {time.time() - t0:.0f} s", flush=True)
         res = measure_all(configs, instances)
     finally:
         for p in reversed(started):
             p.stop()
-    write_results(configs, res, info, time.time() - t0)
+        if etcd is not None:
+            etcd.close()
+    fleet = [c for c in configs if c[0].startswith("dedup-")]
+    if fleet:
+        run.write_fleet("ir", {f"{n}/{s}": r for (n, s), r in res.items() if n.startswith("dedup-")}, info,
+                        {"warmup": FLEET_WARMUP, "part1": FLEET_PART1, "part2": FLEET_PART2, "tolerance": TOLERANCE,
+                         "sizes": run.FLEET_SIZES, "store_timeout_ms": FLEET_IR_TIMEOUT_MS})
+    main_configs = [c for c in configs if c not in fleet]
+    if main_configs:  # instructions.md holds the other rows only (a fleet-only run leaves it alone)
+        write_results(main_configs, {k: v for k, v in res.items() if not k[0].startswith("dedup-")},
+                      info, time.time() - t0)
 
 
 if __name__ == "__main__":

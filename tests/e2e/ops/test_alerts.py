@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import yaml
 
 import harness
 import promutil
-from ecdsutil import ECDS_STAT, DynamicEnvoy, resource_typed_config
+from ecdsutil import DYNAMIC_YAML, ECDS_STAT, DynamicEnvoy, resource_typed_config
 from e2eutil import sig_json
 from harness import send_request
 from opsutil import cube_headers, notification, post_md5
@@ -40,6 +41,14 @@ RULES = harness.REPO / "deploy" / "prometheus" / "lf-webhook-guard.rules.yaml"
 DASHBOARD = harness.REPO / "deploy" / "grafana" / "lf-webhook-guard.json"
 NEXT_ENV, NEXT_SECRET = "LF_WEBHOOK_SECRET_NEXT", "next-alerts-S3cret"
 JOB = "lf-webhook-guard"
+# A route whose fleet de-dup store is an Envoy cluster that refuses every connection (a loopback
+# port bound but not listening): each store call fails, on_error forward keeps delivering.
+STORE_CLUSTER = "etcd_refused"
+STORE_ROUTE = {"name": "store", "path_prefix": "/store/", "methods": ["POST"], "scheme": "md5",
+               "dedup": {"window_seconds": 120, "max_entries": 100,
+                         "store": {"etcd": {"cluster": STORE_CLUSTER, "on_error": "forward",
+                                            "timeout_ms": 200}}}}
+STORE_COUNTERS = ("lf_webhook_guard_dedup_store_errors", "lf_webhook_guard_dedup_store_timeouts")
 
 
 def _mix_plugin() -> dict:
@@ -48,7 +57,21 @@ def _mix_plugin() -> dict:
     plugin["keys"].append({"id": "next", "secret_env": NEXT_ENV, "schemes": ["md5"]})
     plugin["routes"].append({"name": "shadow", "path_prefix": "/shadow/", "methods": ["POST"],
                              "scheme": "md5", "mode": "shadow"})
+    plugin["routes"].append(copy.deepcopy(STORE_ROUTE))
     return plugin
+
+
+def _refusing_store_yaml(tmp: Path, port: int) -> Path:
+    """envoy-dynamic.yaml plus the STORE_CLUSTER: one STATIC endpoint on a refusing port."""
+    cfg = yaml.safe_load(DYNAMIC_YAML.read_text())
+    cfg["static_resources"]["clusters"].append({
+        "name": STORE_CLUSTER, "type": "STATIC", "connect_timeout": "0.25s",
+        "load_assignment": {"cluster_name": STORE_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                         "port_value": port}}}}]}]}})
+    path = tmp / "envoy-dynamic-store.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 def _wasm_config(c: dict) -> None:
@@ -70,12 +93,17 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="module")
-def mix(envoy_bin, backend_server):
+def mix(envoy_bin, backend_server, tmp_path_factory):
     """{stage: Scrape} after each stage of the scripted mix, plus the final raw text."""
     if not PROBE_WASM.is_file():
         pytest.fail(f"crash-probe filter not found at {PROBE_WASM}: run `make wasm-crash-probe`",
                     pytrace=False)
+    # bound, never listening: the kernel refuses connections to it and nobody else can take it
+    refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    refusing.bind(("127.0.0.1", 0))
+    yaml_path = _refusing_store_yaml(tmp_path_factory.mktemp("alerts"), refusing.getsockname()[1])
     env = DynamicEnvoy(backend_server.port, envoy_bin=envoy_bin, wasm_path=str(PROBE_WASM),
+                       yaml_path=yaml_path,
                        plugin_config=_mix_plugin(), wasm_config=_wasm_config,
                        env={NEXT_ENV: NEXT_SECRET},
                        extra_args=["--reject-unknown-dynamic-fields"])
@@ -83,6 +111,7 @@ def mix(envoy_bin, backend_server):
         env.start()
     except harness.HarnessError as err:
         env.close()
+        refusing.close()
         pytest.fail(str(err), pytrace=False)
     port = env.listen_port
     snaps: dict[str, promutil.Scrape] = {}
@@ -119,6 +148,14 @@ def mix(envoy_bin, backend_server):
             body = notification(600 + i)
             expect(post_md5(env, "/shadow/sms", body, sig=sig_json(body, "forger")), 200)
         scrape("shadow")
+        store_before = sum(snaps["shadow"].counters().get((n, ()), 0.0) for n in STORE_COUNTERS)
+        for i in range(3):
+            # verified, the store lookup fails, on_error forward: delivered
+            expect(post_md5(env, "/store/sms", notification(650 + i)), 200)
+        scrape("store_fail")
+        store_after = sum(snaps["store_fail"].counters().get((n, ()), 0.0)
+                          for n in STORE_COUNTERS)
+        assert store_after >= store_before + 3, (store_before, store_after, env.log_tail())
         before = env.ecds_stats()["config_fail"]
         env.push(dict(_mix_plugin(), max_body_byte=1), wasm_config=_wasm_config)
         assert env.wait_stat(ECDS_STAT + "config_fail", lambda v: v > before) == before + 1
@@ -137,11 +174,12 @@ def mix(envoy_bin, backend_server):
         instance = f"127.0.0.1:{env.admin_port}"
     finally:
         env.close()
+        refusing.close()
     return {"snaps": snaps, "texts": texts, "instance": instance}
 
 
-STAGES = ["genuine_demo", "genuine_next", "genuine_cube", "forged", "shadow", "push_fail",
-          "crash", "vm_down", "reloaded"]
+STAGES = ["genuine_demo", "genuine_next", "genuine_cube", "forged", "shadow", "store_fail",
+          "push_fail", "crash", "vm_down", "reloaded"]
 
 
 def _deltas(snaps: dict[str, promutil.Scrape]) -> dict[str, dict]:
@@ -224,6 +262,8 @@ def _scenarios(mix) -> list[tuple[str, list, str, list[dict], list[dict]]]:
         ("LfWebhookShadowFailures", [G] * 10 + [G + ("shadow",)] + [G] * 3, "13m",
          [_expected("LfWebhookShadowFailures", {"lf_reason": r}) for r in shadow_reasons],
          [G] * 14),
+        ("LfWebhookDedupStoreFailing", [G] * 10 + [G + ("store_fail",)] + [G] * 3, "13m",
+         [_expected("LfWebhookDedupStoreFailing", inst)], [G] * 14),
         ("LfWebhookConfigPushRejected", [G] * 10 + [G + ("push_fail",)] + [G] * 3, "13m",
          [_expected("LfWebhookConfigPushRejected", inst)], [G] * 14),
         ("LfWebhookVmCrashed", [G] * 10 + [("crash",), ("vm_down",), ("reloaded",)] + [G] * 2,

@@ -22,6 +22,6 @@ if ! (cd node && [ -d node_modules ] && npm ls --all >/dev/null 2>&1); then
   echo "parsers: npm ci (tests/e2e/differential/parsers/node)"
   (cd node && npm ci --no-audit --no-fund --loglevel=error)
 fi
-php --version | head -1
+php --version | sed -n 1p
 go version
 echo "node $(node --version)"
