@@ -197,21 +197,6 @@ def envoy_argv(name: str, cfg: dict) -> list[str]:
             "--log-level", "warn", "--disable-hot-restart"]
 
 
-def wait_ready(name: str, proc: run.Proc, admin: int) -> None:
-    deadline = time.time() + STARTUP_S
-    while time.time() < deadline:
-        if proc.p.poll() is not None:
-            raise SystemExit(f"{name}: exited; see {proc.log}\n" + proc.log.read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=5) as r:
-                if r.read().strip() == b"LIVE":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{name}: not ready after {STARTUP_S} s; see {proc.log}")
-
-
 class Client:
     """One keep-alive HTTP/1.1 connection; every response checked, reconnects counted."""
 
@@ -299,7 +284,7 @@ def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> di
         started.append(vg.proc)
         instances[inst] = (vg, listen, admin, helper)
     for inst, (vg, _, admin, _) in instances.items():
-        wait_ready(inst, vg.proc, admin)
+        run.wait_live(inst, vg.proc, admin, timeout_s=STARTUP_S, poll_s=0.5)
     procs = [vg for vg, _, _, _ in instances.values()]
     procs += [h for _, _, _, h in instances.values() if h]
     measure_idle(procs)

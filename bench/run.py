@@ -283,6 +283,22 @@ class Proc:
         self.fh.close()
 
 
+def wait_live(name: str, proc: Proc, admin: int, timeout_s: float, poll_s: float) -> None:
+    """Until Envoy's admin /ready says LIVE; exits the bench if Envoy dies or times out."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.p.poll() is not None:
+            raise SystemExit(f"{name}: Envoy exited; see {proc.log}\n" + proc.log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=5) as r:
+                if r.read().strip() == b"LIVE":
+                    return
+        except OSError:
+            pass
+        time.sleep(poll_s)
+    raise SystemExit(f"{name}: Envoy not ready after {timeout_s} s; see {proc.log}")
+
+
 class EnvoyUnderTest:
     def __init__(self, name: str, cfg: dict, admin: int, listen: int, env: dict, helper: Proc | None = None):
         self.name, self.admin, self.listen, self.helper = name, admin, listen, helper
@@ -293,18 +309,7 @@ class EnvoyUnderTest:
             "--log-level", "warn", "--disable-hot-restart",
         ]
         self.proc = Proc(name, argv, env, OUT / f"{name}.log")
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.p.poll() is not None:
-                raise SystemExit(f"{name}: Envoy exited; see {self.proc.log}\n" + self.proc.log.read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-                    if r.read().strip() == b"LIVE":
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"{name}: Envoy not ready after 30 s; see {self.proc.log}")
+        wait_live(name, self.proc, admin, timeout_s=30, poll_s=0.1)
 
     def counters(self) -> dict[str, int]:
         return admin_counters(self.admin)
