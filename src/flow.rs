@@ -24,7 +24,8 @@ use crate::log::RejectionLog;
 use crate::metrics::Metric;
 use crate::route::Target;
 use crate::verdict::{
-    reply_body, sanitize_request_id, shadow_failed_value, Accepted, Mode, Reason, Rejection,
+    duplicate_body, reply_body, sanitize_request_id, shadow_failed_value, Accepted, Mode, Reason,
+    Rejection,
 };
 use crate::verify::{
     check_head, verified_at_head, verify_body_logged, HeadVerdict, Pending, RequestHead,
@@ -51,6 +52,22 @@ pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+}
+
+impl Reply {
+    /// A JSON local reply (every reply the filter sends is one).
+    fn json(status: u32, body: String) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".to_string())],
+            body,
+        }
+    }
+
+    /// The local reply for a rejection: the Reason table's status and body.
+    fn rejection(reason: Reason, request_id: &str) -> Reply {
+        Reply::json(reason.status(), reply_body(reason, request_id))
+    }
 }
 
 /// One thing for the glue to do. Effects that can fail name the [`Failure`] to report.
@@ -576,17 +593,9 @@ impl Flow {
             ),
         ));
         fx.push(Step::Count(Metric::DuplicatesAnswered));
-        fx.push(Step::Reply(Reply {
-            status: 200,
-            headers: vec![
-                ("content-type", "application/json".to_string()),
-                ("x-lf-duplicate", "true".to_string()),
-            ],
-            body: format!(
-                "{{\"status\":\"duplicate\",\"request_id\":\"{}\"}}",
-                self.request_id
-            ),
-        }));
+        let mut reply = Reply::json(200, duplicate_body(&self.request_id));
+        reply.headers.push(("x-lf-duplicate", "true".to_string()));
+        fx.push(Step::Reply(reply));
         fx.extend(verdict.metric.map(Step::Count));
         self.state = State::Answered;
         Steps::new(fx, Next::Pause)
@@ -852,15 +861,11 @@ impl Flow {
             return Steps::new(fx, Next::Continue);
         }
         fx.push(Step::Count(Metric::Rejected(reason)));
-        let mut headers = vec![("content-type", "application/json".to_string())];
+        let mut reply = Reply::rejection(reason, &self.request_id);
         if reason == Reason::MethodNotAllowed {
-            headers.push(("allow", allow));
+            reply.headers.push(("allow", allow));
         }
-        fx.push(Step::Reply(Reply {
-            status: reason.status(),
-            headers,
-            body: reply_body(reason, &self.request_id),
-        }));
+        fx.push(Step::Reply(reply));
         self.state = State::Answered;
         Steps::new(fx, Next::Pause)
     }
@@ -905,11 +910,7 @@ pub fn expired_steps(expired: &Expired, timeout_ms: u64) -> (Vec<Step>, Vec<Step
     ));
     let answer = vec![
         Step::Count(Metric::Rejected(*reason)),
-        Step::Reply(Reply {
-            status: reason.status(),
-            headers: vec![("content-type", "application/json".to_string())],
-            body: reply_body(*reason, &held.request_id),
-        }),
+        Step::Reply(Reply::rejection(*reason, &held.request_id)),
     ];
     (log, answer)
 }

@@ -242,6 +242,12 @@ pub fn reply_body(reason: Reason, request_id: &str) -> String {
     )
 }
 
+/// The body of the local answer to a recorded duplicate:
+/// `{"status":"duplicate","request_id":"<id>"}` (`request_id` already sanitized).
+pub fn duplicate_body(request_id: &str) -> String {
+    format!("{{\"status\":\"duplicate\",\"request_id\":\"{request_id}\"}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
