@@ -266,6 +266,18 @@ fn parse_json<'a>(
     let strings_only = opts.value_types == ValueTypes::Strings;
     // Validate UTF-8 once for the whole body (from_slice would re-check every raw value).
     let body = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
+    match flat_object(body, strings_only) {
+        Some(pairs) => Ok(pairs),
+        None => parse_json_serde(body, opts),
+    }
+}
+
+/// [`parse_json`] by serde_json: every JSON text, every rule.
+fn parse_json_serde<'a>(
+    body: &'a str,
+    opts: &Md5Options,
+) -> Result<Vec<(Cow<'a, str>, Value<'a>)>, Rejection> {
+    let strings_only = opts.value_types == ValueTypes::Strings;
     let top: TopLevel<'_> = serde_json::from_str(body)
         .map_err(|_| malformed("not a single well-formed JSON object"))?;
     let mut pairs = Vec::with_capacity(top.0.len());
@@ -301,6 +313,131 @@ fn parse_json<'a>(
         pairs.push((key, value));
     }
     Ok(pairs)
+}
+
+/// The fast path of [`parse_json`] for what providers send: one flat object whose keys and
+/// string values have no escapes, and whose other values are `true`, `false`, `null` or plain
+/// integers. One scan, no allocation besides the result. `None` for anything else (escapes,
+/// nesting, decimals, any syntax error...): the caller then runs the full serde_json path, which
+/// decides it. When it returns `Some`, the result is exactly the full path's (proven by the
+/// `flat_object_agrees_with_serde_json` property test).
+fn flat_object(body: &str, strings_only: bool) -> Option<Vec<(Cow<'_, str>, Value<'_>)>> {
+    let bytes = body.as_bytes();
+    let ws = |i: usize| flat_ws(bytes, i);
+    let mut i = ws(0);
+    if bytes.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(16);
+    i = ws(i + 1);
+    if bytes.get(i) == Some(&b'}') {
+        return (ws(i + 1) == bytes.len()).then_some(pairs);
+    }
+    loop {
+        if bytes.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, after) = flat_string(body, i)?;
+        i = ws(after);
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        let (value, after) = flat_value(body, ws(i + 1), strings_only)?;
+        pairs.push((Cow::Borrowed(key), value));
+        i = ws(after);
+        match bytes.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => return (ws(i + 1) == bytes.len()).then_some(pairs),
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the first byte at or after `i` that is not JSON white space.
+fn flat_ws(bytes: &[u8], mut i: usize) -> usize {
+    while matches!(bytes.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes starting at the quote at `i`: its contents and the index after it.
+fn flat_string(body: &str, i: usize) -> Option<(&str, usize)> {
+    let bytes = body.as_bytes();
+    let start = i.checked_add(1)?;
+    let end = string_stop(bytes, start)?;
+    match bytes.get(end) {
+        // Quotes are ASCII: both ends are char boundaries of the (valid UTF-8) body.
+        Some(b'"') => Some((body.get(start..end)?, end.checked_add(1)?)),
+        _ => None,
+    }
+}
+
+/// A fast-path value at `i` (see [`flat_object`]) and the index after it.
+fn flat_value(body: &str, i: usize, strings_only: bool) -> Option<(Value<'_>, usize)> {
+    let bytes = body.as_bytes();
+    let literal = |text: &'static str| {
+        let end = i.checked_add(text.len())?;
+        (bytes.get(i..end) == Some(text.as_bytes())).then_some(end)
+    };
+    match bytes.get(i)? {
+        b'"' => {
+            let (text, after) = flat_string(body, i)?;
+            let value = if text.is_empty() {
+                Value::Empty
+            } else {
+                Value::Text(Cow::Borrowed(text))
+            };
+            Some((value, after))
+        }
+        _ if strings_only => None,
+        b'n' => Some((Value::Empty, literal("null")?)),
+        b't' => Some((Value::Text(Cow::Borrowed("true")), literal("true")?)),
+        b'f' => Some((Value::Text(Cow::Borrowed("false")), literal("false")?)),
+        b'-' | b'0'..=b'9' => {
+            // An integer: `-?(0|[1-9][0-9]*)`, read exactly by every backend.
+            let digits_at = i + usize::from(bytes.get(i) == Some(&b'-'));
+            let digits = bytes
+                .get(digits_at..)?
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let end = digits_at + digits;
+            if digits == 0 || (digits > 1 && bytes.get(digits_at) == Some(&b'0')) {
+                return None;
+            }
+            let text = exact_number(body.get(i..end)?).ok()?;
+            Some((Value::Text(Cow::Borrowed(text)), end))
+        }
+        _ => None,
+    }
+}
+
+/// The index of the first `"`, `\\` or control character at or after `from`: eight bytes per
+/// step (the SWAR test of serde_json's own string scan; the lowest flagged byte of each test is
+/// exact, so the lowest of the three is the first stop), then byte by byte.
+fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at.checked_add(8)?) {
+        let x = u64::from_le_bytes(chunk.try_into().ok()?);
+        let stops = (zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if stops != 0 {
+            return at.checked_add(usize::try_from(stops.trailing_zeros() / 8).ok()?);
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..)?;
+    Some(
+        at + rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?,
+    )
 }
 
 /// Deepest nesting accepted inside a value under `nested_values: raw` (the top-level object is
@@ -678,6 +815,150 @@ fn validate_form(body: &[u8]) -> Result<(), Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// JSON-like text near the fast path's subset: flat objects whose pieces are drawn from
+    /// spellings the fast path must decline (escapes, decimals, exponents, leading zeros, raw
+    /// control characters, nesting, trailing commas, bad literals, big integers...) as well as
+    /// ones it takes.
+    fn near_flat() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            r#""a""#,
+            r#""b""#,
+            r#""sim_id""#,
+            r#""""#,
+            r#""a\u0062""#,
+            r#""\"""#,
+            "\"\u{1}\"",
+            r#""é""#,
+            r#""A""#,
+            "a",
+            r#""a"#,
+        ]);
+        let value = prop::sample::select(vec![
+            r#""x""#,
+            r#""""#,
+            r#""8986 0220""#,
+            r#""a\nb""#,
+            r#""\u00e9""#,
+            "\"\t\"",
+            "0",
+            "-0",
+            "12",
+            "-7",
+            "01",
+            "1.5",
+            "1e3",
+            "-",
+            "9007199254740991",
+            "9007199254740992",
+            "true",
+            "false",
+            "null",
+            "nul",
+            "tru",
+            "[]",
+            "{}",
+            r#"{"n":1}"#,
+            "[1,2]",
+            r#""é""#,
+            "NaN",
+        ]);
+        let ws = prop::sample::select(vec!["", " ", "\n", "\t", "\r", "\u{b}", "  "]);
+        let member = (ws.clone(), key, ws.clone(), ws.clone(), value, ws.clone())
+            .prop_map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"));
+        (
+            ws.clone(),
+            prop::collection::vec(member, 0..6),
+            prop::sample::select(vec!["", ",", "}", " x", ",}"]),
+            ws,
+        )
+            .prop_map(|(lead, members, tail, trail)| {
+                format!("{lead}{{{}}}{tail}{trail}", members.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whenever the fast path answers, serde_json's full path answers the same pairs.
+        #[test]
+        fn flat_object_agrees_with_serde_json(text in near_flat()) {
+            for value_types in [ValueTypes::Any, ValueTypes::Strings] {
+                let opts = Md5Options { value_types, ..Md5Options::default() };
+                if let Some(fast) = flat_object(&text, value_types == ValueTypes::Strings) {
+                    prop_assert_eq!(Ok(fast), parse_json_serde(&text, &opts), "{}", text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_stop_byte() {
+        let naive = |b: &[u8], from: usize| {
+            b.iter()
+                .skip(from)
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .map(|p| p + from)
+        };
+        let mut text = b"abcdefghijklmnopqrstuvwxyz0123456789".to_vec();
+        assert_eq!(string_stop(&text, 0), None);
+        for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..text.len() {
+                let saved = text[at];
+                text[at] = stop;
+                for from in 0..=at {
+                    assert_eq!(
+                        string_stop(&text, from),
+                        naive(&text, from),
+                        "{stop} at {at} from {from}"
+                    );
+                }
+                // A second stop after the first never hides it (borrows only run upwards).
+                if at + 1 < text.len() {
+                    let next = text[at + 1];
+                    text[at + 1] = 0x00;
+                    assert_eq!(string_stop(&text, 0), Some(at));
+                    text[at + 1] = next;
+                }
+                text[at] = saved;
+            }
+        }
+        for high in [0x80u8, 0xa0, 0xff, 0x21, 0x7f] {
+            assert_eq!(string_stop(&[high; 20], 0), None);
+        }
+    }
+
+    /// The fast path takes what providers send (else the property above would prove nothing).
+    #[test]
+    fn flat_object_takes_provider_bodies() {
+        let body =
+            r#" {"sim_id":"89860220190123456789", "n" : 12,"x":"","ok":true,"z":null,"neg":-0} "#;
+        let pairs = flat_object(body, false).unwrap();
+        assert_eq!(pairs.len(), 6);
+        assert_eq!(
+            Ok(pairs),
+            parse_json_serde(body, &opts(EmptyValues::Keep, NestedValues::Reject))
+        );
+        assert_eq!(flat_object("{}", false), Some(Vec::new()));
+        assert!(flat_object(r#"{"a":"x"}"#, true).is_some());
+        for declined in [r#"{"a":1}"#, r#"{"a":null}"#] {
+            assert_eq!(flat_object(declined, true), None, "{declined}");
+        }
+        for declined in [
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":1.0}"#,
+            r#"{"a":01}"#,
+            r#"{"a":{}}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":9007199254740992}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"["a"]"#,
+        ] {
+            assert_eq!(flat_object(declined, false), None, "{declined}");
+        }
+    }
 
     fn opts(empty: EmptyValues, nested: NestedValues) -> Md5Options {
         Md5Options {
