@@ -437,7 +437,7 @@ impl GuardHttp {
                     Next::Pause => return Action::Pause,
                     Next::ReadBody(size) => {
                         match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
-                            Ok(body) => self.flow.on_body_read(&body.unwrap_or_default(), now_ms()),
+                            Ok(body) => self.flow.on_body_read(&body.unwrap_or_default(), now_ms),
                             Err(_) => self.flow.failed(Failure::ReadBody),
                         }
                     }

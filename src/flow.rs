@@ -483,7 +483,7 @@ impl Flow {
     }
 
     /// The body bytes asked for by [`Next::ReadBody`].
-    pub fn on_body_read(&mut self, body: &[u8], now_ms: u64) -> Steps {
+    pub fn on_body_read(&mut self, body: &[u8], now: impl Clock) -> Steps {
         let (State::Reading { pending, headers }, Some(config)) = (
             std::mem::replace(&mut self.state, State::Passthrough),
             self.config.clone(),
@@ -491,6 +491,12 @@ impl Flow {
             return Steps::only(Next::Continue);
         };
         self.log_scheme = pending.scheme().name();
+        // The time is only read (a host call) for a route with a freshness window.
+        let fresh = config
+            .routes
+            .get(pending.route)
+            .is_some_and(|r| r.freshness.is_some());
+        let now_ms = if fresh { now.now_ms() } else { 0 };
         let accepted = match verify_body_logged(&config, &pending, body, now_ms) {
             Ok(accepted) => accepted,
             Err((rejection, partner)) => {
@@ -750,7 +756,9 @@ impl Flow {
         // No watch to consult (never in practice): go on, as an unwatched request.
         match (headers, watch) {
             (Headers::Paused { watched: true }, Some(watch)) => {
-                if !watch.body_arrived(self.context_id, end_of_body, now.now_ms()) {
+                // The clock is a host call: only a body that goes on restarts it.
+                let now_ms = if end_of_body { 0 } else { now.now_ms() };
+                if !watch.body_arrived(self.context_id, end_of_body, now_ms) {
                     None
                 } else {
                     Some(Headers::Paused {

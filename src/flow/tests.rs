@@ -993,6 +993,25 @@ fn the_clock_is_read_only_when_a_step_needs_it() {
     let s = flow.on_request_headers(&req.headers, false, clock);
     assert_eq!(s.next, Next::Pause);
     assert_eq!(reads.get(), 1);
+    // ... and not again when the whole body arrives in one callback and verifies (no freshness
+    // window on the route): leaving the watch and verifying need no time.
+    let mut watch = HoldWatch::default();
+    watch.hold(
+        8,
+        crate::hold::Held {
+            since_ms: NOW,
+            held_at_ms: NOW,
+            request_id: String::new(),
+            route: "r".into(),
+            body_started: false,
+        },
+    );
+    let s = flow.on_request_body(BODY.len(), true, clock, Some(&mut watch));
+    assert_eq!(s.next, Next::ReadBody(BODY.len()));
+    assert!(!watch.is_held(8));
+    let s = flow.on_body_read(BODY, clock);
+    assert_eq!(s.next, Next::Continue);
+    assert_eq!(reads.get(), 1);
     // Buffer mode never reads it at the headers.
     let buffered = config(Hold::Buffer, Mode::Enforce, false);
     let mut flow = Flow::new(Some(buffered), 9, false);
