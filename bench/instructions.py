@@ -78,6 +78,8 @@ CUBE_KEY = "3QY0I6jA6jOfeIQbOde3CG2DeOllV1zufpFR393my78h3tCn7P1IfyUIhV3cS8ks"
 CUBE_TS = "1683524066000"
 
 PROTECTED, CUBE_PATH, EXEMPT, OPEN = "/linksfield/sms", "/cube/notify", "/health", "/app/sms"
+# envoy/envoy.yaml's exact route that disables the filter (and strips what the filter would).
+ENVOY_EXEMPT = "/linksfield/health"
 
 
 shipped_plugin_config = run.shipped_plugin_config
@@ -91,10 +93,16 @@ CONFIGS = [
     ("passthrough", "passthrough, no Wasm filter", "passthrough", PROTECTED, "md5", 200),
     ("noop", "no-op Wasm filter, continue at once", "floor-continue", PROTECTED, "md5", 200),
     ("floor", "floor: no-op Wasm filter holding to end of body", "floor-hold", PROTECTED, "md5", 200),
+    # Attribution rows (bench/floor-filter modes): the host calls alone, no filter logic.
+    ("noop-map", "no-op Wasm filter reading the header map, then continue", "floor-map", OPEN, "md5", 200),
+    ("floor-calls", "floor + a verifier's host calls (header map, body, set header, counter)", "floor-calls",
+     PROTECTED, "md5", 200),
     ("guard-md5", "lf-webhook-guard, md5 route", "guard", PROTECTED, "md5", 200),
     ("guard-cube", "lf-webhook-guard, cube route", "guard", CUBE_PATH, "cube", 200),
     ("guard-forged", "lf-webhook-guard, forged md5 (401)", "guard", PROTECTED, "forged", 401),
     ("guard-exempt", "lf-webhook-guard, exempt path (POST /health)", "guard", EXEMPT, "md5", 200),
+    ("guard-exempt-envoy", "lf-webhook-guard, exempt in Envoy (route with the filter disabled)", "guard",
+     ENVOY_EXEMPT, "md5", 200),
     ("noop-open", "no-op Wasm filter, continue at once (POST /app/sms)", "floor-continue", OPEN, "md5", 200),
     ("guard-unprotected", "lf-webhook-guard, route_list, unprotected path (POST /app/sms)",
      "guard-routes", OPEN, "md5", 200),
@@ -225,6 +233,20 @@ class Client:
             self.conn.close()
 
 
+def envoy_exempt_route(route: dict) -> dict:
+    """envoy/envoy.yaml's per-route exemption: an exact path whose route disables the filter and
+    removes the headers the filter would strip (read from envoy.yaml, so the bench measures what
+    ships)."""
+    text = (REPO / "envoy" / "envoy.yaml").read_text()
+    m = re.search(r'request_headers_to_remove: (\[[^\]]*\])', text)
+    if not m or f'path: "{ENVOY_EXEMPT}"' not in text:
+        raise SystemExit(f"envoy/envoy.yaml no longer has the exempt route {ENVOY_EXEMPT}")
+    return {"match": {"path": ENVOY_EXEMPT}, **route,
+            "request_headers_to_remove": json.loads(m.group(1)),
+            "typed_per_filter_config": {"lf_webhook_guard": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}}}
+
+
 def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> dict:
     up_port, up_admin = run.free_port(), run.free_port()
     # The buffer filter makes the upstream answer after the whole request body: a direct
@@ -240,20 +262,26 @@ def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> di
     to_upstream = {"route": {"cluster": "upstream", "timeout": "60s"}}
     up_cluster = run.cluster("upstream", up_port)
     instances = {}
-    for inst in ["passthrough", "floor-continue", "floor-hold", "guard", "guard-routes", "lua",
+    for inst in ["passthrough", "floor-continue", "floor-hold", "floor-map", "floor-calls", "guard",
+                 "guard-routes", "lua",
                  "ext-authz", "dedup-local", "dedup-fleet"]:
         if inst not in wanted:
             continue
         listen, admin = run.free_port(), run.free_port()
-        clusters, helper = [up_cluster], None
+        clusters, helper, extra = [up_cluster], None, None
         if inst == "passthrough":
             filters = []
         elif inst == "floor-continue":
             filters = [run.wasm_filter("floor", run.FLOOR_WASM, "continue", False)]
         elif inst == "floor-hold":
             filters = [run.wasm_filter("floor", run.FLOOR_WASM, "hold", True)]
+        elif inst == "floor-map":
+            filters = [run.wasm_filter("floor", run.FLOOR_WASM, "map", False)]
+        elif inst == "floor-calls":
+            filters = [run.wasm_filter("floor", run.FLOOR_WASM, "calls", True)]
         elif inst == "guard":
             filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, DENY_CONFIG, True)]
+            extra = [envoy_exempt_route(to_upstream)]
         elif inst == "guard-routes":
             filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, ROUTES_CONFIG, True)]
         elif inst == "lua":
@@ -279,7 +307,7 @@ def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> di
                     "LF_WEBHOOK_SECRET", "LF_CUBE_KEY_ID", "LF_CUBE_KEY"]
             if "http_service" in tc:
                 tc["http_service"]["server_uri"]["timeout"] = "60s"
-        cfg = run.envoy_config(listen, admin, filters, clusters, to_upstream)
+        cfg = run.envoy_config(listen, admin, filters, clusters, to_upstream, extra)
         vg = Callgrind(inst, envoy_argv(inst, cfg), env)
         started.append(vg.proc)
         instances[inst] = (vg, listen, admin, helper)
@@ -392,8 +420,24 @@ def verdicts(res: dict) -> list[tuple[str, bool | None, str]]:
         if g("guard-exempt", s) and g("noop", s) and g("passthrough", s):
             # "no more than passthrough + the no-op": the no-op's cost is noop - passthrough.
             d = g("guard-exempt", s) - g("noop", s)
-            out.append((f"exempt path <= no-op filter (passthrough + the no-op), {s} B", d <= 0,
-                        f"{g('guard-exempt', s):,.0f} vs {g('noop', s):,.0f} ({d:+,.0f})"))
+            out.append((f"exempt path (plugin `exempt` list) <= no-op filter (passthrough + the no-op), {s} B",
+                        d <= 0, f"{g('guard-exempt', s):,.0f} vs {g('noop', s):,.0f} ({d:+,.0f})"))
+    for s in SIZES:
+        if g("guard-exempt-envoy", s) and g("noop", s):
+            d = g("guard-exempt-envoy", s) - g("noop", s)
+            out.append((f"exempt path (Envoy route, filter disabled) <= no-op filter, {s} B", d <= 0,
+                        f"{g('guard-exempt-envoy', s):,.0f} vs {g('noop', s):,.0f} ({d:+,.0f})"))
+    # Attribution (reported): what the host calls alone cost, measured with bench/floor-filter.
+    for s in SIZES:
+        if g("noop-map", s) and g("noop-open", s):
+            out.append((f"one header-map read alone (noop-map minus no-op), {s} B (reported)", None,
+                        f"{g('noop-map', s) - g('noop-open', s):+,.0f}"))
+        if g("floor-calls", s) and g("floor", s):
+            out.append((f"a verifier's host calls alone (floor-calls minus floor), {s} B (reported)", None,
+                        f"{g('floor-calls', s) - g('floor', s):+,.0f}"))
+        if g("guard-md5", s) and g("floor-calls", s):
+            out.append((f"guard md5 minus floor-calls (the filter's own work), {s} B (reported)", None,
+                        f"{g('guard-md5', s) - g('floor-calls', s):+,.0f}"))
     for peer in ("lua", "ext-authz"):
         for s in SIZES:
             if g("guard-md5", s) and g(peer, s):

@@ -209,7 +209,8 @@ def cluster(name: str, port: int) -> dict:
     }
 
 
-def envoy_config(listen: int, admin: int, filters: list[dict], clusters: list[dict], route: dict) -> dict:
+def envoy_config(listen: int, admin: int, filters: list[dict], clusters: list[dict], route: dict,
+                 extra_routes: list[dict] | None = None) -> dict:
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -233,7 +234,8 @@ def envoy_config(listen: int, admin: int, filters: list[dict], clusters: list[di
                                                 {
                                                     "name": "all",
                                                     "domains": ["*"],
-                                                    "routes": [{"match": {"prefix": "/"}, **route}],
+                                                    "routes": (extra_routes or [])
+                                                    + [{"match": {"prefix": "/"}, **route}],
                                                 }
                                             ],
                                         },

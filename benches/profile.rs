@@ -89,6 +89,76 @@ fn plain_loop(text: &[u8], n: usize) -> u8 {
     x
 }
 
+/// The request headers as Envoy hands them to the filter (HTTP/1.1 client, Python http.client).
+fn envoy_headers<'a>(path: &'a str, sig: &'a str, len: &'a str) -> Vec<(&'a str, &'a [u8])> {
+    let mut h: Vec<(&str, &[u8])> = vec![
+        (":authority", b"127.0.0.1:10000"),
+        (":path", path.as_bytes()),
+        (":method", b"POST"),
+        (":scheme", b"http"),
+        ("accept-encoding", b"identity"),
+        ("content-length", len.as_bytes()),
+        ("content-type", b"application/json"),
+    ];
+    if !sig.is_empty() {
+        h.push(("x-lf-md5", sig.as_bytes()));
+    }
+    h.push(("x-forwarded-proto", b"http"));
+    h.push(("x-request-id", b"7d5e2a3c-8f1b-4c2d-9e6a-0b1c2d3e4f50"));
+    h
+}
+
+/// The whole per-request flow as the glue drives it (headers, body, response), no host calls.
+#[inline(never)]
+fn flow_loop(
+    config: &std::rc::Rc<Config>,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    n: usize,
+) -> usize {
+    use lf_webhook_guard::flow::{Flow, Next};
+    let mut passed = 0;
+    for i in 0..n {
+        let mut flow = Flow::new(Some(config.clone()), i as u32, false);
+        let clock = || 1_700_000_000_000u64;
+        let steps = flow.on_request_headers(black_box(headers), body.is_empty(), clock);
+        if steps.next == Next::Pause || steps.next == Next::Continue {
+            let steps = flow.on_request_body(body.len(), true, clock, None);
+            if let Next::ReadBody(size) = steps.next {
+                let steps = flow.on_body_read(black_box(&body[..size]), clock());
+                passed += usize::from(steps.next == Next::Continue);
+            }
+        }
+        black_box(flow.on_response_headers());
+        flow.on_done(None);
+    }
+    passed
+}
+
+fn flow_main(what: &str, size: usize, n: usize) {
+    let json = br#"{"keys":[{"id":"demo","secret":"bench-secret-0123=xyz","schemes":["md5"]}],
+        "posture":"deny","exempt":[{"path_exact":"/health"},{"path_exact":"/linksfield/health"}],
+        "routes":[{"name":"linksfield","path_prefix":"/linksfield/","methods":["POST"],"scheme":"md5"}],
+        "max_body_bytes":65536}"#;
+    let config = std::rc::Rc::new(Config::from_json(json, |_| None).unwrap());
+    let body = body(size);
+    let sig = sign_md5(MediaType::Json, &body, &config.md5, SECRET.as_bytes()).unwrap();
+    let len = body.len().to_string();
+    let (path, sig) = match what {
+        "flow-md5" => ("/linksfield/sms", sig.as_str()),
+        _ => ("/health", ""),
+    };
+    let headers = envoy_headers(path, sig, &len);
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    let passed = flow_loop(&config, &headers, &body, n);
+    let (a1, b1) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    println!(
+        "{what} {size} B x{n}: passed={passed}; heap allocations per call: {:.1} ({:.0} bytes)",
+        (a1 - a0) as f64 / n as f64,
+        (b1 - b0) as f64 / n as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -97,6 +167,9 @@ fn main() {
     let what = args.first().map_or("md5", String::as_str);
     let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    if what.starts_with("flow-") {
+        return flow_main(what, size, n);
+    }
     let json = format!(
         r#"{{"keys":[{{"id":"bench","secret":"{SECRET}","schemes":["md5"]}},
                     {{"id":"{CUBE_ID}","secret":"{CUBE_KEY}","schemes":["cube"]}}],

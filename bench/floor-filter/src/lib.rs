@@ -7,35 +7,63 @@
 //!   unavoidable cost of holding a request in Wasm until its body is complete.
 //! - `continue`: return Continue at once from every callback (the cost of merely being there,
 //!   what an unprotected route should cost).
+//! - `map`: read the whole request header map (one `proxy_get_header_map_pairs`), then
+//!   continue: the cost of looking at the request's headers at all.
+//! - `calls`: `hold`, plus the host calls any verifying filter makes and nothing else: the header
+//!   map when the headers arrive; at the end of the body the body buffer, one request header
+//!   set and one counter incremented. What is above this row is the filter's own Wasm work.
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { hold: true }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { mode: Mode::Hold, counter: 0 })
+    });
 }}
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Hold,
+    Continue,
+    Map,
+    Calls,
+}
+
 struct Root {
-    hold: bool,
+    mode: Mode,
+    counter: u32,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        let mode = proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        let mode = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.hold = match mode.trim_ascii() {
-            b"" | b"hold" => true,
-            b"continue" => false,
+        self.mode = match mode.trim_ascii() {
+            b"" | b"hold" => Mode::Hold,
+            b"continue" => Mode::Continue,
+            b"map" => Mode::Map,
+            b"calls" => Mode::Calls,
             _ => return false,
         };
+        if self.mode == Mode::Calls {
+            match hostcalls::define_metric(MetricType::Counter, "floor_calls.verified") {
+                Ok(id) => self.counter = id,
+                Err(_) => return false,
+            }
+        }
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Floor { hold: self.hold }))
+        Some(Box::new(Floor {
+            mode: self.mode,
+            counter: self.counter,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -44,25 +72,75 @@ impl RootContext for Root {
 }
 
 struct Floor {
-    hold: bool,
+    mode: Mode,
+    counter: u32,
 }
 
 impl Context for Floor {}
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> proxy_wasm::types::Status;
+}
+
+/// The serialized header map, taken as the guard takes it (one host call; the host allocates
+/// the buffer through `proxy_on_memory_allocate`), not decoded.
+fn read_map() -> usize {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated in this module (a `Vec<u8>` of capacity
+    // `size`, the SDK's allocator), which this call then owns and frees.
+    unsafe {
+        if proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
+            != proxy_wasm::types::Status::Ok
+            || data.is_null()
+        {
+            return 0;
+        }
+        let map = Vec::from_raw_parts(data, size, size);
+        map.len()
+    }
+}
+
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if self.hold && !end_of_stream {
-            Action::Pause
-        } else {
-            Action::Continue
+        match self.mode {
+            Mode::Continue => Action::Continue,
+            Mode::Map => {
+                std::hint::black_box(read_map());
+                Action::Continue
+            }
+            Mode::Hold | Mode::Calls => {
+                if self.mode == Mode::Calls {
+                    std::hint::black_box(read_map());
+                }
+                if end_of_stream {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
         }
     }
 
-    fn on_http_request_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
-        if self.hold && !end_of_stream {
-            Action::Pause
-        } else {
-            Action::Continue
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.mode, Mode::Hold | Mode::Calls) && !end_of_stream {
+            return Action::Pause;
         }
+        if self.mode == Mode::Calls {
+            let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
+            std::hint::black_box(body.ok().flatten().map_or(0, |b| b.len()));
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                "x-lf-verified",
+                Some("md5; key=demo"),
+            );
+            let _ = hostcalls::increment_metric(self.counter, 1);
+        }
+        Action::Continue
     }
 }
