@@ -97,6 +97,7 @@ CONFIGS = [
     ("noop-map", "no-op Wasm filter reading the header map, then continue", "floor-map", OPEN, "md5", 200),
     ("floor-calls", "floor + a verifier's host calls (header map, body, set header, counter)", "floor-calls",
      PROTECTED, "md5", 200),
+    ("floor-md5", "floor-calls + one MD5 over the body (no parsing)", "floor-md5", PROTECTED, "md5", 200),
     ("guard-md5", "lf-webhook-guard, md5 route", "guard", PROTECTED, "md5", 200),
     ("guard-cube", "lf-webhook-guard, cube route", "guard", CUBE_PATH, "cube", 200),
     ("guard-forged", "lf-webhook-guard, forged md5 (401)", "guard", PROTECTED, "forged", 401),
@@ -262,7 +263,7 @@ def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> di
     to_upstream = {"route": {"cluster": "upstream", "timeout": "60s"}}
     up_cluster = run.cluster("upstream", up_port)
     instances = {}
-    for inst in ["passthrough", "floor-continue", "floor-hold", "floor-map", "floor-calls", "guard",
+    for inst in ["passthrough", "floor-continue", "floor-hold", "floor-map", "floor-calls", "floor-md5", "guard",
                  "guard-routes", "lua",
                  "ext-authz", "dedup-local", "dedup-fleet"]:
         if inst not in wanted:
@@ -279,6 +280,8 @@ def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> di
             filters = [run.wasm_filter("floor", run.FLOOR_WASM, "map", False)]
         elif inst == "floor-calls":
             filters = [run.wasm_filter("floor", run.FLOOR_WASM, "calls", True)]
+        elif inst == "floor-md5":
+            filters = [run.wasm_filter("floor", run.FLOOR_WASM, "md5", True)]
         elif inst == "guard":
             filters = [run.wasm_filter("lf_webhook_guard", run.GUARD_WASM, DENY_CONFIG, True)]
             extra = [envoy_exempt_route(to_upstream)]
@@ -435,6 +438,9 @@ def verdicts(res: dict) -> list[tuple[str, bool | None, str]]:
         if g("floor-calls", s) and g("floor", s):
             out.append((f"a verifier's host calls alone (floor-calls minus floor), {s} B (reported)", None,
                         f"{g('floor-calls', s) - g('floor', s):+,.0f}"))
+        if g("floor-md5", s) and g("floor", s):
+            out.append((f"least an MD5-over-the-body Wasm filter pays (floor-md5 minus floor), {s} B (reported)",
+                        None, f"{g('floor-md5', s) - g('floor', s):+,.0f}"))
         if g("guard-md5", s) and g("floor-calls", s):
             out.append((f"guard md5 minus floor-calls (the filter's own work), {s} B (reported)", None,
                         f"{g('guard-md5', s) - g('floor-calls', s):+,.0f}"))

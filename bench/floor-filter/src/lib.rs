@@ -12,6 +12,8 @@
 //! - `calls`: `hold`, plus the host calls any verifying filter makes and nothing else: the header
 //!   map when the headers arrive; at the end of the body the body buffer, one request header
 //!   set and one counter incremented. What is above this row is the filter's own Wasm work.
+//! - `md5`: `calls`, plus one MD5 over the body and a secret (no parsing): the least any filter
+//!   checking an MD5 signature over the body pays in Wasm on this ABI.
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
@@ -28,6 +30,7 @@ enum Mode {
     Continue,
     Map,
     Calls,
+    Md5,
 }
 
 struct Root {
@@ -48,9 +51,10 @@ impl RootContext for Root {
             b"continue" => Mode::Continue,
             b"map" => Mode::Map,
             b"calls" => Mode::Calls,
+            b"md5" => Mode::Md5,
             _ => return false,
         };
-        if self.mode == Mode::Calls {
+        if matches!(self.mode, Mode::Calls | Mode::Md5) {
             match hostcalls::define_metric(MetricType::Counter, "floor_calls.verified") {
                 Ok(id) => self.counter = id,
                 Err(_) => return false,
@@ -114,8 +118,8 @@ impl HttpContext for Floor {
                 std::hint::black_box(read_map());
                 Action::Continue
             }
-            Mode::Hold | Mode::Calls => {
-                if self.mode == Mode::Calls {
+            Mode::Hold | Mode::Calls | Mode::Md5 => {
+                if self.mode != Mode::Hold {
                     std::hint::black_box(read_map());
                 }
                 if end_of_stream {
@@ -128,12 +132,22 @@ impl HttpContext for Floor {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if matches!(self.mode, Mode::Hold | Mode::Calls) && !end_of_stream {
+        if self.mode != Mode::Continue && self.mode != Mode::Map && !end_of_stream {
             return Action::Pause;
         }
-        if self.mode == Mode::Calls {
-            let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
-            std::hint::black_box(body.ok().flatten().map_or(0, |b| b.len()));
+        if matches!(self.mode, Mode::Calls | Mode::Md5) {
+            let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            if self.mode == Mode::Md5 {
+                use md5::Digest;
+                let mut h = md5::Md5::new();
+                h.update(&body);
+                h.update(b"bench-secret-0123=xyz");
+                std::hint::black_box(h.finalize());
+            }
+            std::hint::black_box(body.len());
             let _ = hostcalls::set_map_value(
                 MapType::HttpRequestHeaders,
                 "x-lf-verified",
