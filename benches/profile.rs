@@ -149,14 +149,23 @@ fn flow_main(what: &str, size: usize, n: usize) {
         _ => ("/health", ""),
     };
     let headers = envoy_headers(path, sig, &len);
+    let passed = counted(n, || flow_loop(&config, &headers, &body, n));
+    let (passed, allocs) = passed;
+    println!("{what} {size} B x{n}: passed={passed}; {allocs}");
+}
+
+/// Run `f` (`n` calls of an operation) and say how many heap allocations each call made (the
+/// line bench/callgrind.sh reads).
+fn counted<T>(n: usize, f: impl FnOnce() -> T) -> (T, String) {
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
-    let passed = flow_loop(&config, &headers, &body, n);
+    let out = f();
     let (a1, b1) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
-    println!(
-        "{what} {size} B x{n}: passed={passed}; heap allocations per call: {:.1} ({:.0} bytes)",
+    let line = format!(
+        "heap allocations per call: {:.1} ({:.0} bytes)",
         (a1 - a0) as f64 / n as f64,
         (b1 - b0) as f64 / n as f64
     );
+    (out, line)
 }
 
 fn main() {
@@ -232,12 +241,6 @@ fn main() {
         println!("plain md5 over {} canonical bytes x{n}: {x}", text.len());
         return;
     }
-    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
-    let ok = verify_loop(&config, &pending, &body, n);
-    let (a1, b1) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
-    println!(
-        "{what} {size} B x{n}: ok={ok}; heap allocations per call: {:.1} ({:.0} bytes)",
-        (a1 - a0) as f64 / n as f64,
-        (b1 - b0) as f64 / n as f64
-    );
+    let (ok, allocs) = counted(n, || verify_loop(&config, &pending, &body, n));
+    println!("{what} {size} B x{n}: ok={ok}; {allocs}");
 }
