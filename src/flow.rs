@@ -491,13 +491,7 @@ impl Flow {
             return Steps::only(Next::Continue);
         };
         self.log_scheme = pending.scheme().name();
-        // The time is only read (a host call) for a route with a freshness window.
-        let fresh = config
-            .routes
-            .get(pending.route)
-            .is_some_and(|r| r.freshness.is_some());
-        let now_ms = if fresh { now.now_ms() } else { 0 };
-        let accepted = match verify_body_logged(&config, &pending, body, now_ms) {
+        let accepted = match verify_body_logged(&config, &pending, body, &|| now.now_ms()) {
             Ok(accepted) => accepted,
             Err((rejection, partner)) => {
                 self.log_partner = partner;
@@ -756,9 +750,7 @@ impl Flow {
         // No watch to consult (never in practice): go on, as an unwatched request.
         match (headers, watch) {
             (Headers::Paused { watched: true }, Some(watch)) => {
-                // The clock is a host call: only a body that goes on restarts it.
-                let now_ms = if end_of_body { 0 } else { now.now_ms() };
-                if !watch.body_arrived(self.context_id, end_of_body, now_ms) {
+                if !watch.body_arrived(self.context_id, end_of_body, || now.now_ms()) {
                     None
                 } else {
                     Some(Headers::Paused {

@@ -84,16 +84,22 @@ impl HoldWatch {
     }
 
     /// A body (or trailers) callback arrived for a registered request. At the end of the body
-    /// the request leaves; before it, its clock restarts. Returns false when the watchdog already
-    /// answered the request (it must then stay stopped).
-    pub fn body_arrived(&mut self, context_id: u32, end_of_body: bool, now_ms: u64) -> bool {
+    /// the request leaves; before it, its clock restarts (`now_ms` is called only then: the
+    /// filter's clock is a host call). Returns false when the watchdog already answered the
+    /// request (it must then stay stopped).
+    pub fn body_arrived(
+        &mut self,
+        context_id: u32,
+        end_of_body: bool,
+        now_ms: impl FnOnce() -> u64,
+    ) -> bool {
         self.body_after_hold_seen = true;
         if end_of_body {
             return self.held.remove(&context_id).is_some();
         }
         match self.held.get_mut(&context_id) {
             Some(held) => {
-                held.since_ms = now_ms;
+                held.since_ms = now_ms();
                 held.body_started = true;
                 true
             }
@@ -203,7 +209,7 @@ mod tests {
     fn bodies_seen_make_it_a_client_timeout() {
         let mut w = HoldWatch::default();
         w.hold(1, held(0));
-        assert!(w.body_arrived(1, true, 10));
+        assert!(w.body_arrived(1, true, || 10));
         w.hold(2, held(100));
         let e = w.expire(1100, 1000, 0);
         assert_eq!(e[0].reason, Reason::RequestTimeout);
@@ -214,13 +220,13 @@ mod tests {
     fn a_chunk_restarts_the_clock_and_a_stall_is_408() {
         let mut w = HoldWatch::default();
         w.hold(1, held(0));
-        assert!(w.body_arrived(1, false, 900));
+        assert!(w.body_arrived(1, false, || 900));
         assert!(w.expire(1000, 1000, 0).is_empty());
         let e = w.expire(1900, 1000, 0);
         assert_eq!(e[0].reason, Reason::RequestTimeout);
         assert_eq!(e[0].detail, "request body stalled for hold_timeout_ms");
-        assert!(!w.body_arrived(1, false, 2000), "already answered");
-        assert!(!w.body_arrived(1, true, 2000), "already answered");
+        assert!(!w.body_arrived(1, false, || 2000), "already answered");
+        assert!(!w.body_arrived(1, true, || 2000), "already answered");
     }
 
     #[test]
@@ -239,7 +245,7 @@ mod tests {
         // One chunk every 900 ms: the silence clock never reaches 1000 ms.
         for t in (900..5000).step_by(900) {
             assert!(w.expire(t, 1000, 5000).is_empty(), "{t}");
-            assert!(w.body_arrived(1, false, t));
+            assert!(w.body_arrived(1, false, || t));
         }
         let e = w.expire(5000, 1000, 5000);
         assert_eq!(e.len(), 1);

@@ -365,7 +365,7 @@ pub fn verify_body<'c>(
     body: &[u8],
     now_ms: u64,
 ) -> Result<Accepted<'c>, Rejection> {
-    verify_body_logged(config, pending, body, now_ms).map_err(|(rejection, _)| rejection)
+    verify_body_logged(config, pending, body, &|| now_ms).map_err(|(rejection, _)| rejection)
 }
 
 /// A rejection, and the partner the body names (the route's `partner_field`) when it parsed:
@@ -374,11 +374,13 @@ pub type LoggedRejection = (Rejection, Option<String>);
 
 /// [`verify_body`], parsing the body once: a rejection also carries the partner the body names,
 /// the same value as [`Pending::partner_hint`] (which would parse the body a second time).
+/// `now` (epoch milliseconds) is called only on a route with a freshness window (the filter's
+/// clock is a host call).
 pub fn verify_body_logged<'c>(
     config: &'c Config,
     pending: &Pending,
     body: &[u8],
-    now_ms: u64,
+    now: &dyn Fn() -> u64,
 ) -> Result<Accepted<'c>, LoggedRejection> {
     let bare = |r: Rejection| (r, None);
     let route = config
@@ -392,7 +394,7 @@ pub fn verify_body_logged<'c>(
         )));
     }
     let key = match &pending.signature {
-        Signature::Md5(header) => verify_md5(config, route, pending.media, header, body, now_ms)?,
+        Signature::Md5(header) => verify_md5(config, route, pending.media, header, body, now)?,
         Signature::Cube {
             key,
             mac,
@@ -407,7 +409,7 @@ pub fn verify_body_logged<'c>(
             let partner = json.top_level_str(&route.partner_field);
             verify_cube(route, key, mac, prefix, &json, partner)
                 .and_then(|()| match &route.freshness {
-                    Some(window) => freshness::check(window, *timestamp_ms, now_ms),
+                    Some(window) => freshness::check(window, *timestamp_ms, now()),
                     None => Ok(()),
                 })
                 .map_err(|r| (r, partner.map(str::to_string)))?;
@@ -427,11 +429,11 @@ fn verify_md5<'c>(
     media: MediaType,
     header: &[u8],
     body: &[u8],
-    now_ms: u64,
+    now: &dyn Fn() -> u64,
 ) -> Result<&'c Key, LoggedRejection> {
     let params = Params::parse(media, body, &config.md5).map_err(|r| (r, None))?;
     let partner = params.get(&route.partner_field).map(|v| v.as_str());
-    check_md5(config, route, header, &params, partner, now_ms)
+    check_md5(config, route, header, &params, partner, now)
         .map_err(|r| (r, partner.map(str::to_string)))
 }
 
@@ -443,7 +445,7 @@ fn check_md5<'c>(
     header: &[u8],
     params: &Params<'_>,
     partner: Option<&str>,
-    now_ms: u64,
+    now: &dyn Fn() -> u64,
 ) -> Result<&'c Key, Rejection> {
     let mut signer = Md5Signer::new();
     md5_prefix(params, config.md5.empty_values, |b| signer.update(b));
@@ -469,7 +471,7 @@ fn check_md5<'c>(
                 Reason::StaleNotification,
                 "no parseable timestamp field",
             ))?;
-        freshness::check(window, sent, now_ms)?;
+        freshness::check(window, sent, now())?;
     }
     Ok(key)
 }
