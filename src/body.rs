@@ -263,10 +263,9 @@ fn parse_json<'a>(
     body: &'a [u8],
     opts: &Md5Options,
 ) -> Result<Vec<(Cow<'a, str>, Value<'a>)>, Rejection> {
-    let strings_only = opts.value_types == ValueTypes::Strings;
     // Validate UTF-8 once for the whole body (from_slice would re-check every raw value).
     let body = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8"))?;
-    match flat_object(body, strings_only) {
+    match flat_object(body, opts.value_types == ValueTypes::Strings) {
         Some(pairs) => Ok(pairs),
         None => parse_json_serde(body, opts),
     }
