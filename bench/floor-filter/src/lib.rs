@@ -54,7 +54,7 @@ impl RootContext for Root {
             b"md5" => Mode::Md5,
             _ => return false,
         };
-        if matches!(self.mode, Mode::Calls | Mode::Md5) {
+        if self.mode.calls() {
             match hostcalls::define_metric(MetricType::Counter, "floor_calls.verified") {
                 Ok(id) => self.counter = id,
                 Err(_) => return false,
@@ -110,32 +110,35 @@ fn read_map() -> usize {
     }
 }
 
+impl Mode {
+    /// Holds the request until the end of its body.
+    fn holds(self) -> bool {
+        matches!(self, Mode::Hold | Mode::Calls | Mode::Md5)
+    }
+
+    /// Makes a verifier's host calls.
+    fn calls(self) -> bool {
+        matches!(self, Mode::Calls | Mode::Md5)
+    }
+}
+
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.mode {
-            Mode::Continue => Action::Continue,
-            Mode::Map => {
-                std::hint::black_box(read_map());
-                Action::Continue
-            }
-            Mode::Hold | Mode::Calls | Mode::Md5 => {
-                if self.mode != Mode::Hold {
-                    std::hint::black_box(read_map());
-                }
-                if end_of_stream {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                }
-            }
+        if self.mode == Mode::Map || self.mode.calls() {
+            std::hint::black_box(read_map());
+        }
+        if self.mode.holds() && !end_of_stream {
+            Action::Pause
+        } else {
+            Action::Continue
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.mode != Mode::Continue && self.mode != Mode::Map && !end_of_stream {
+        if self.mode.holds() && !end_of_stream {
             return Action::Pause;
         }
-        if matches!(self.mode, Mode::Calls | Mode::Md5) {
+        if self.mode.calls() {
             let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
                 .ok()
                 .flatten()
