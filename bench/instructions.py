@@ -249,19 +249,10 @@ def envoy_exempt_route(route: dict) -> dict:
 
 
 def start_instances(wanted: set[str], env: dict, started: list, etcd=None) -> dict:
-    up_port, up_admin = run.free_port(), run.free_port()
-    # The buffer filter makes the upstream answer after the whole request body: a direct
-    # response sent before the body is complete makes the front Envoy close the client's
-    # connection (HTTP/1.1 cannot continue past an unfinished request).
-    buffer = {"name": "envoy.filters.http.buffer", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-        "max_request_bytes": 1048576}}
-    up_cfg = run.envoy_config(up_port, up_admin, [buffer], [],
-                              {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
-    upstream = run.EnvoyUnderTest("ir-upstream", up_cfg, up_admin, up_port, env)
+    upstream = run.answering_upstream("ir-upstream", env)
     started.append(upstream.proc)
     to_upstream = {"route": {"cluster": "upstream", "timeout": "60s"}}
-    up_cluster = run.cluster("upstream", up_port)
+    up_cluster = run.cluster("upstream", upstream.listen)
     instances = {}
     for inst in ["passthrough", "floor-continue", "floor-hold", "floor-map", "floor-calls", "floor-md5", "guard",
                  "guard-routes", "lua",
@@ -462,16 +453,8 @@ def svg_chart(configs: list, res: dict) -> str:
     height = 60 + group_h * len(names) + 20
     vmax = max((r["ir"] for r in res.values()), default=1)
     scale = width / (vmax * 1.12)
-    o = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        '<text x="10" y="20" font-size="15" font-weight="bold">Instructions per request, front Envoy '
-        "(callgrind; ext_authz: + service)</text>",
-    ]
-    for i, s in enumerate(SIZES):
-        o.append(f'<rect x="{10 + i * 110}" y="30" width="12" height="12" fill="{colors[i % 3]}"/>'
-                 f'<text x="{26 + i * 110}" y="40">{s} B body</text>')
+    o = run.svg_open(left + width + 40, height,
+                     "Instructions per request, front Envoy (callgrind; ext_authz: + service)", SIZES, colors)
     y = 58
     for c in names:
         o.append(f'<text x="{left - 8}" y="{y + group_h / 2}" text-anchor="end">{c[1]}</text>')

@@ -65,12 +65,7 @@ def main() -> None:
     keys = ["LF_WEBHOOK_SECRET", "LF_CUBE_KEY_ID", "LF_CUBE_KEY"]
     started: list = []
     try:
-        up_port, up_admin = run.free_port(), run.free_port()
-        buffer = {"name": "envoy.filters.http.buffer", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-            "max_request_bytes": 1048576}}
-        up = run.EnvoyUnderTest("rss-upstream", run.envoy_config(up_port, up_admin, [buffer], [], {
-            "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}), up_admin, up_port, env)
+        up = run.answering_upstream("rss-upstream", env)
         started.append(up.proc)
         route = {"route": {"cluster": "upstream", "timeout": "60s"}}
         variants = {
@@ -83,7 +78,7 @@ def main() -> None:
             for f in filters:
                 f["typed_config"]["config"]["vm_config"]["environment_variables"]["host_env_keys"] = keys
             listen, admin = run.free_port(), run.free_port()
-            cfg = run.envoy_config(listen, admin, filters, [run.cluster("upstream", up_port)], route)
+            cfg = run.envoy_config(listen, admin, filters, [run.cluster("upstream", up.listen)], route)
             envoys[name] = run.EnvoyUnderTest(f"rss-{name}", cfg, admin, listen, env)
             started.append(envoys[name].proc)
         print(f"guard module: {run.GUARD_WASM} ({run.GUARD_WASM.stat().st_size:,} bytes)")

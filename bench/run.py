@@ -818,6 +818,35 @@ def targets(med: dict, sizes: list[int]) -> list[tuple[str, bool, str]]:
     return out
 
 
+def svg_open(width: int, height: int, title: str, sizes: list[int], colors: list[str]) -> list[str]:
+    """The opening of a grouped-bar chart (bench/results/*.svg): canvas, title, one legend entry
+    per body size."""
+    o = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="10" y="20" font-size="15" font-weight="bold">{title}</text>',
+    ]
+    for i, s in enumerate(sizes):
+        o.append(f'<rect x="{10 + i * 110}" y="30" width="12" height="12" fill="{colors[i % 3]}"/>'
+                 f'<text x="{26 + i * 110}" y="40">{s} B body</text>')
+    return o
+
+
+def answering_upstream(name: str, env: dict) -> "EnvoyUnderTest":
+    """The upstream of the instruction and RSS runs: a native Envoy answering 200 itself once it
+    has the whole body. The buffer filter makes it wait for the body: a direct response sent
+    before the body is complete makes the front Envoy close the client's connection (HTTP/1.1
+    cannot continue past an unfinished request)."""
+    port, admin = free_port(), free_port()
+    buffer = {"name": "envoy.filters.http.buffer", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 1048576}}
+    cfg = envoy_config(port, admin, [buffer], [],
+                       {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})
+    return EnvoyUnderTest(name, cfg, admin, port, env)
+
+
 def svg_chart(configs: list, med: dict, sizes: list[int]) -> str:
     """Grouped horizontal bars: Envoy CPU us/request (total CPU as a lighter extension)."""
     names = [c[0] for c in configs]
@@ -829,16 +858,8 @@ def svg_chart(configs: list, med: dict, sizes: list[int]) -> str:
         (med[(n, s)]["total_us_per_rq"] for n in names for s in sizes if (n, s) in med), default=1
     )
     scale = width / (vmax * 1.05)
-    o = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 120}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="10" y="20" font-size="15" font-weight="bold">CPU per request (us), median; '
-        "solid: Envoy, light: + helper service</text>",
-    ]
-    for i, s in enumerate(sizes):
-        o.append(f'<rect x="{10 + i * 110}" y="30" width="12" height="12" fill="{colors[i % 3]}"/>'
-                 f'<text x="{26 + i * 110}" y="40">{s} B body</text>')
+    o = svg_open(left + width + 120, height,
+                 "CPU per request (us), median; solid: Envoy, light: + helper service", sizes, colors)
     y = 60
     for c in configs:
         n, label = c[0], c[1]
